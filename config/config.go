@@ -1,0 +1,260 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config mirrors the TOML file key for key; see /config.toml for an annotated
+// example. Durations are Go duration strings in the file.
+type Config struct {
+	Server    Server    `toml:"server"`
+	WAMM      WAMM      `toml:"wamm"`
+	Reconcile Reconcile `toml:"reconcile"`
+	Dedup     Dedup     `toml:"dedup"`
+	Store     Store     `toml:"store"`
+	Delivery  Delivery  `toml:"delivery"`
+	Log       Log       `toml:"log"`
+	Targets   []Target  `toml:"targets"`
+}
+
+// Server is the [server] table: the public HTTP listener.
+type Server struct {
+	Listen          string   `toml:"listen"`
+	WebhookPath     string   `toml:"webhook_path"`
+	WebhookSecret   string   `toml:"webhook_secret"`
+	MaxBodyBytes    int64    `toml:"max_body_bytes"`
+	AdminToken      string   `toml:"admin_token"`
+	TrustedProxies  []string `toml:"trusted_proxies"`
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+
+	// Extensions beyond the interface contract.
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	ReadTimeout       Duration `toml:"read_timeout"`
+	WriteTimeout      Duration `toml:"write_timeout"`
+	IdleTimeout       Duration `toml:"idle_timeout"`
+	MaxHeaderBytes    int      `toml:"max_header_bytes"`
+	// MaxInFlight caps concurrent webhook requests; beyond it ingest answers 503.
+	MaxInFlight int `toml:"max_in_flight"`
+}
+
+// WAMM is the [wamm] table: the WAMM.chat API used by the reconciler. An empty
+// Token means there is nothing to poll; app then disables the reconciler.
+type WAMM struct {
+	APIURL  string   `toml:"api_url"`
+	Token   string   `toml:"token"`
+	Timeout Duration `toml:"timeout"`
+}
+
+// Reconcile is the [reconcile] table.
+type Reconcile struct {
+	Enabled         bool     `toml:"enabled"`
+	Interval        Duration `toml:"interval"`
+	Grace           Duration `toml:"grace"`
+	BackfillOnStart bool     `toml:"backfill_on_start"`
+	BackoffMax      Duration `toml:"backoff_max"`
+}
+
+// Dedup is the [dedup] table.
+type Dedup struct {
+	LRUSize   int      `toml:"lru_size"`
+	Retention Duration `toml:"retention"`
+}
+
+// Store drivers accepted in [store] driver.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Store is the [store] table.
+type Store struct {
+	Driver string `toml:"driver"`
+	DSN    string `toml:"dsn"`
+}
+
+// Delivery is the [delivery] table: defaults for every target.
+type Delivery struct {
+	Workers        int      `toml:"workers"`
+	Timeout        Duration `toml:"timeout"`
+	MaxAttempts    int      `toml:"max_attempts"`
+	BackoffInitial Duration `toml:"backoff_initial"`
+	BackoffMax     Duration `toml:"backoff_max"`
+}
+
+// Log levels and formats accepted in [log].
+const (
+	LogDebug = "debug"
+	LogInfo  = "info"
+	LogWarn  = "warn"
+	LogError = "error"
+
+	FormatJSON = "json"
+	FormatText = "text"
+)
+
+// Log is the [log] table.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// Event kinds a target may subscribe to; they match event.Kind values.
+const (
+	EventMsg      = "msg"
+	EventMsgState = "msg_state"
+	EventRaw      = "raw"
+)
+
+// Target is one [[targets]] entry.
+//
+// Timeout and MaxAttempts of zero mean "use [delivery]". Parse resolves them,
+// so a Config returned by Parse or Load always carries the effective values
+// (and check-config prints them); for a Config built in code, use
+// EffectiveTimeout and EffectiveMaxAttempts.
+type Target struct {
+	Name    string            `toml:"name"`
+	URL     string            `toml:"url"`
+	Headers map[string]string `toml:"headers"`
+	// SigningSecret is a Standard Webhooks secret, "whsec_" + base64.
+	SigningSecret string `toml:"signing_secret"`
+	// Events lists the event kinds this target receives; empty means all.
+	Events      []string `toml:"events"`
+	Timeout     Duration `toml:"timeout"`
+	MaxAttempts int      `toml:"max_attempts"`
+	// CAFile is a PEM file of extra CAs trusted for this target, on top of the
+	// system roots; "" means the system roots only. A relative path is
+	// relative to the working directory, like store.dsn.
+	CAFile string `toml:"ca_file"`
+}
+
+// EffectiveTimeout is the target's timeout, or d.Timeout when it has none.
+func (t Target) EffectiveTimeout(d Delivery) time.Duration {
+	if t.Timeout.Duration > 0 {
+		return t.Timeout.Duration
+	}
+	return d.Timeout.Duration
+}
+
+// EffectiveMaxAttempts is the target's max_attempts, or d.MaxAttempts when it
+// has none.
+func (t Target) EffectiveMaxAttempts(d Delivery) int {
+	if t.MaxAttempts > 0 {
+		return t.MaxAttempts
+	}
+	return d.MaxAttempts
+}
+
+// Receives reports whether the target subscribes to events of kind k.
+func (t Target) Receives(kind string) bool {
+	if len(t.Events) == 0 {
+		return true
+	}
+	for _, e := range t.Events {
+		if e == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// Default returns the configuration used for every key the file leaves out.
+// It has no targets and no WAMM token.
+func Default() Config {
+	return Config{
+		Server: Server{
+			Listen:            ":8080",
+			WebhookPath:       "/webhook",
+			MaxBodyBytes:      1 << 20,
+			TrustedProxies:    []string{},
+			ShutdownTimeout:   D(15 * time.Second),
+			ReadHeaderTimeout: D(5 * time.Second),
+			ReadTimeout:       D(15 * time.Second),
+			WriteTimeout:      D(15 * time.Second),
+			IdleTimeout:       D(60 * time.Second),
+			MaxHeaderBytes:    16 << 10,
+			MaxInFlight:       1024,
+		},
+		WAMM: WAMM{
+			APIURL:  "https://wamm.chat/api2",
+			Timeout: D(10 * time.Second),
+		},
+		Reconcile: Reconcile{
+			Enabled:    true,
+			Interval:   D(30 * time.Second),
+			Grace:      D(20 * time.Second),
+			BackoffMax: D(5 * time.Minute),
+		},
+		Dedup: Dedup{
+			LRUSize:   100000,
+			Retention: D(2160 * time.Hour),
+		},
+		Store: Store{
+			Driver: DriverSQLite,
+			DSN:    "data/relay.db",
+		},
+		Delivery: Delivery{
+			Workers:        16,
+			Timeout:        D(10 * time.Second),
+			MaxAttempts:    25,
+			BackoffInitial: D(time.Second),
+			BackoffMax:     D(2 * time.Hour),
+		},
+		Log: Log{
+			Level:  LogInfo,
+			Format: FormatJSON,
+		},
+	}
+}
+
+// Duration is a time.Duration written in TOML as a Go duration string
+// ("1m30s").
+type Duration struct {
+	time.Duration
+
+	// expr holds a value that still contains ${NAME} references: decoding
+	// happens before expansion (so an environment value cannot break the TOML
+	// syntax), which means such a value can only be parsed once Parse has
+	// expanded it.
+	expr string
+}
+
+// D wraps d as a Duration.
+func D(d time.Duration) Duration { return Duration{Duration: d} }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(text []byte) error {
+	s := string(text)
+	if hasRef(s) {
+		*d = Duration{expr: s}
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want a Go duration such as \"30s\" or \"2h\")", s)
+	}
+	*d = Duration{Duration: v}
+	return nil
+}
+
+// MarshalText writes the duration as a short Go duration string: "2h", not
+// "2h0m0s".
+func (d Duration) MarshalText() ([]byte, error) {
+	if d.expr != "" {
+		return []byte(d.expr), nil
+	}
+	return []byte(d.String()), nil
+}
+
+// String is the short Go duration string MarshalText writes.
+func (d Duration) String() string {
+	s := d.Duration.String()
+	if strings.HasSuffix(s, "m0s") { // "5m0s" -> "5m", "2h0m0s" -> "2h0m"
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") { // "2h0m" -> "2h"
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

@@ -1,0 +1,567 @@
+package reconcile
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/store"
+	"github.com/wamm-relay/wamm-relay/wamm"
+)
+
+// reasonStore labels failures of the store in logs.
+const reasonStore = "store"
+
+// passError is a failed pass with the short reason it is counted and logged by.
+type passError struct {
+	reason string
+	api    bool
+	err    error
+}
+
+func apiError(op string, err error) *passError {
+	return &passError{reason: wamm.Reason(err), api: true, err: fmt.Errorf("%s: %w", op, err)}
+}
+
+func storeError(op string, err error) *passError {
+	return &passError{reason: reasonStore, err: fmt.Errorf("%s: %w", op, err)}
+}
+
+// ReconcileOnce runs one pass: unless another instance holds the reconcile
+// lock, it polls the newest incoming and outgoing messages, records the
+// first-run baseline, notes what the store does not know as candidates,
+// recovers overflowed windows chat by chat, and ingests every candidate whose
+// grace period is over and which is still unknown. Failures are counted,
+// logged once per streak and backed off from (see Report.Next), and returned.
+func (r *Reconciler) ReconcileOnce(ctx context.Context) (Report, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var rep Report
+	pe := r.pass(ctx, &rep)
+	r.finishPass(ctx, &rep, pe)
+	if pe != nil {
+		return rep, pe.err
+	}
+	return rep, nil
+}
+
+// Promote re-checks, against the store only, the candidates whose grace
+// period is over and ingests those still unknown. Run calls it at the earliest
+// grace deadline so a missed event does not wait for the next poll.
+func (r *Reconciler) Promote(ctx context.Context) (Report, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var rep Report
+	now := r.opts.Now()
+	var due []*candidate
+	for _, c := range r.cands {
+		if !now.Before(c.deadline(r.opts.Grace)) {
+			due = append(due, c)
+		}
+	}
+	var err error
+	if len(due) > 0 {
+		if pe := r.promote(ctx, due, now, &rep); pe != nil {
+			err = pe.err
+			if ctx.Err() == nil {
+				// Retried by the next pass; until then Run does not call
+				// Promote again, so a broken store is not hammered.
+				r.promoteFailing = true
+				r.log.WithError(pe.err).WithField("reason", pe.reason).
+					Warn("reconcile: promoting missed events failed; retrying with the next pass")
+			}
+		}
+	}
+	rep.Interval = r.interval
+	rep.InGrace, rep.NextPromote = r.waiting(now)
+	return rep, err
+}
+
+func (r *Reconciler) promote(ctx context.Context, due []*candidate, now time.Time, rep *Report) *passError {
+	leader, err := r.opts.Store.HoldLeader(ctx, leaderLock)
+	if err != nil {
+		return storeError("hold leader lock", err)
+	}
+	r.setLeader(leader)
+	if !leader {
+		rep.NotLeader = true
+		return nil
+	}
+	ids := make([]string, 0, len(due))
+	for _, c := range due {
+		ids = append(ids, c.msg.MsgID)
+	}
+	known, err := r.opts.Store.KnownMessages(ctx, distinct(ids))
+	if err != nil {
+		return storeError("look up known messages", err)
+	}
+	return r.settle(ctx, due, known, now, rep)
+}
+
+func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
+	r.promoteFailing = false
+	leader, err := r.opts.Store.HoldLeader(ctx, leaderLock)
+	if err != nil {
+		return storeError("hold leader lock", err)
+	}
+	r.setLeader(leader)
+	if !leader {
+		rep.NotLeader = true
+		return nil
+	}
+
+	now := r.opts.Now()
+	var pages [2][]wamm.Message
+	for i, dir := range []int{0, 1} {
+		msgs, err := r.opts.Poller.LastMessages(ctx, dir, r.opts.PageSize)
+		if err != nil && !errors.Is(err, wamm.ErrNoMessages) {
+			return apiError("poll "+direction(dir)+" messages", err)
+		}
+		pages[i] = msgs
+	}
+	queried := make(map[string]struct{})
+	polled := r.fresh(append(slices.Clip(pages[0]), pages[1]...), queried, now, rep)
+	rep.Polled = len(queried)
+
+	if !r.baselineChecked {
+		has, err := r.opts.Store.HasEvents(ctx)
+		if err != nil {
+			return storeError("check for stored events", err)
+		}
+		r.baselineChecked = true
+		r.needBaseline = !has && !r.opts.BackfillOnStart
+		r.backfilling = !has && r.opts.BackfillOnStart
+		if r.backfilling {
+			r.log.WithField("messages", len(polled)).
+				Info("reconcile: first run against an empty store; backfilling the polled messages after the grace period")
+		}
+	}
+	if r.needBaseline {
+		if pe := r.baseline(ctx, polled, now, rep); pe != nil {
+			return pe
+		}
+		r.needBaseline = false
+		return nil
+	}
+
+	// One query covers the polled messages and the waiting candidates, so
+	// candidates that fell out of the window are still settled.
+	ids := slices.Collect(maps.Keys(queried))
+	for _, c := range r.cands {
+		ids = append(ids, c.msg.MsgID)
+	}
+	known := map[string]store.KnownMessage{}
+	if ids = distinct(ids); len(ids) > 0 {
+		if known, err = r.opts.Store.KnownMessages(ctx, ids); err != nil {
+			return storeError("look up known messages", err)
+		}
+		if known == nil {
+			known = map[string]store.KnownMessage{}
+		}
+	}
+
+	// An empty store knows nothing, so a backfill would look like an overflow.
+	if !r.backfilling {
+		r.checkOverflow(pages, known, now, rep)
+	}
+	r.observe(polled, known, now, rep)
+
+	var chatErr *passError
+	if len(r.pendingChats) > 0 {
+		var recovered []wamm.Message
+		recovered, chatErr = r.readChats(ctx, rep)
+		if recovered = r.fresh(recovered, queried, now, rep); len(recovered) > 0 {
+			ids := make([]string, 0, len(recovered))
+			for _, m := range recovered {
+				ids = append(ids, m.MsgID)
+			}
+			more, err := r.opts.Store.KnownMessages(ctx, ids)
+			if err != nil {
+				return storeError("look up known messages", err)
+			}
+			maps.Copy(known, more)
+			r.observe(recovered, known, now, rep)
+		}
+	}
+
+	r.bound(now)
+	if pe := r.settle(ctx, slices.Collect(maps.Values(r.cands)), known, now, rep); pe != nil {
+		return pe
+	}
+	r.backfilling = false
+	return chatErr
+}
+
+// fresh returns the messages of msgs not already in seen (adding them),
+// without those older than MaxAge.
+func (r *Reconciler) fresh(msgs []wamm.Message, seen map[string]struct{}, now time.Time, rep *Report) []wamm.Message {
+	var out []wamm.Message
+	for _, m := range msgs {
+		if m.MsgID == "" {
+			continue
+		}
+		if _, dup := seen[m.MsgID]; dup {
+			continue
+		}
+		seen[m.MsgID] = struct{}{}
+		if r.tooOld(m, now) {
+			rep.Ignored++
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// tooOld reports whether m's date_ins is older than MaxAge. WAMM gives no
+// time zone, so the date is read as UTC with a day's slack.
+func (r *Reconciler) tooOld(m wamm.Message, now time.Time) bool {
+	if r.opts.MaxAge == 0 {
+		return false
+	}
+	t, err := time.Parse(dateLayout, m.DateIns)
+	if err != nil {
+		return false
+	}
+	return t.Add(24 * time.Hour).Before(now.Add(-r.opts.MaxAge))
+}
+
+// baseline records every polled message as seen without delivering it: the
+// first run against an empty store must not replay the account's history.
+func (r *Reconciler) baseline(ctx context.Context, polled []wamm.Message, now time.Time, rep *Report) *passError {
+	for _, m := range polled {
+		dup, err := r.opts.Seen.Ingest(ctx, wamm.MessageEvent(m, now))
+		if err != nil {
+			return storeError("record baseline message", err)
+		}
+		if dup {
+			continue
+		}
+		rep.Baseline++
+		r.metrics.baseline.Inc()
+	}
+	r.log.WithField("messages", rep.Baseline).
+		Info("reconcile: first run against an empty store; recorded the polled messages as seen without delivering them (set backfill_on_start to deliver them)")
+	return nil
+}
+
+// checkOverflow flags each full page that overlaps nothing known (to the store
+// or as a candidate): messages older than the page may have been missed, so
+// its chats are queued for msg_get and the poll interval is halved until a
+// page overlaps again.
+func (r *Reconciler) checkOverflow(pages [2][]wamm.Message, known map[string]store.KnownMessage, now time.Time, rep *Report) {
+	for i, page := range pages {
+		if len(page) < r.opts.PageSize || r.overlaps(page, known, now) {
+			continue
+		}
+		rep.Overflow = true
+		r.metrics.overflows.Inc()
+		queued := 0
+		for _, m := range page {
+			if m.Phone != "" && !slices.Contains(r.pendingChats, m.Phone) {
+				r.pendingChats = append(r.pendingChats, m.Phone)
+				queued++
+			}
+		}
+		r.log.WithFields(logrus.Fields{"direction": direction(i), "page_size": r.opts.PageSize, "chats_queued": queued}).
+			Warn("reconcile: polled window overlaps nothing known, messages may have been missed; polling faster and reading the chats one by one")
+	}
+	if rep.Overflow {
+		r.overflowStreak++
+		r.interval = max(r.interval/2, min(MinInterval, r.opts.Interval))
+		return
+	}
+	if r.overflowStreak > 0 {
+		r.log.WithField("interval", r.opts.Interval.String()).
+			Info("reconcile: polled window overlaps known messages again; poll interval restored")
+		r.overflowStreak = 0
+		r.interval = r.opts.Interval
+	}
+}
+
+func (r *Reconciler) overlaps(page []wamm.Message, known map[string]store.KnownMessage, now time.Time) bool {
+	for _, m := range page {
+		if _, ok := known[m.MsgID]; ok {
+			return true
+		}
+		if _, ok := r.cands[event.MsgKey(m.MsgID)]; ok {
+			return true
+		}
+		if _, ok := r.stateCand[m.MsgID]; ok {
+			return true
+		}
+		// A message past MaxAge shows the window reaches back far enough.
+		if r.tooOld(m, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// readChats reads up to MaxChatsPerPass queued chats with msg_get. A chat
+// leaves the queue only once read, so an API failure or the per-pass bound
+// leaves the rest for the next pass.
+func (r *Reconciler) readChats(ctx context.Context, rep *Report) ([]wamm.Message, *passError) {
+	var out []wamm.Message
+	defer func() {
+		rep.ChatsPending = len(r.pendingChats)
+		if rep.ChatsPending > 0 {
+			r.log.WithFields(logrus.Fields{"chats_read": rep.ChatsBackfilled, "chats_pending": rep.ChatsPending}).
+				Warn("reconcile: chat recovery incomplete; the remaining chats are read by the next passes")
+		}
+	}()
+	for rep.ChatsBackfilled < r.opts.MaxChatsPerPass && len(r.pendingChats) > 0 {
+		msgs, err := r.opts.Poller.ChatMessages(ctx, r.pendingChats[0], r.opts.PageSize)
+		if err != nil && !errors.Is(err, wamm.ErrNoMessages) {
+			return out, apiError("read chat messages", err)
+		}
+		r.pendingChats = r.pendingChats[1:]
+		rep.ChatsBackfilled++
+		rep.Recovered += len(msgs)
+		out = append(out, msgs...)
+	}
+	if len(r.pendingChats) == 0 {
+		r.pendingChats = nil
+	}
+	return out, nil
+}
+
+// observe turns what the store does not know about msgs into candidates: a
+// message whose msg event is not stored (its state is inside it), or a stored
+// message whose current state was never relayed.
+func (r *Reconciler) observe(msgs []wamm.Message, known map[string]store.KnownMessage, now time.Time, rep *Report) {
+	for _, m := range msgs {
+		k := known[m.MsgID]
+		if !k.MsgStored {
+			r.track(event.MsgKey(m.MsgID), event.KindMsg, m, now)
+			continue
+		}
+		// Polling shows only the current state: a pending candidate for an
+		// earlier one is overtaken and would reach targets out of order.
+		if key, ok := r.stateCand[m.MsgID]; ok && m.State != "" && r.cands[key].msg.State != m.State {
+			r.drop(key)
+		}
+		// A state StateEvent cannot key (empty, over-long) is left alone.
+		if m.State != "" && len(m.State) <= wamm.MaxStateLen && !slices.Contains(k.States, m.State) {
+			r.track(event.StateKey(m.MsgID, m.State), event.KindMsgState, m, now)
+			continue
+		}
+		rep.Known++
+	}
+}
+
+func (r *Reconciler) track(key event.Key, kind event.Kind, m wamm.Message, now time.Time) {
+	if c, ok := r.cands[key]; ok {
+		c.msg = m
+		c.lastSeen = now
+		return
+	}
+	r.cands[key] = &candidate{key: key, kind: kind, msg: m, firstSeen: now, lastSeen: now}
+	if kind == event.KindMsgState {
+		r.stateCand[m.MsgID] = key
+	}
+}
+
+func (r *Reconciler) drop(key event.Key) {
+	c, ok := r.cands[key]
+	if !ok {
+		return
+	}
+	delete(r.cands, key)
+	if c.kind == event.KindMsgState && r.stateCand[c.msg.MsgID] == key {
+		delete(r.stateCand, c.msg.MsgID)
+	}
+}
+
+// covered reports whether the store now has c's event: a webhook arrived.
+func covered(c *candidate, known map[string]store.KnownMessage) bool {
+	k := known[c.msg.MsgID]
+	if c.kind == event.KindMsg {
+		return k.MsgStored
+	}
+	return slices.Contains(k.States, c.msg.State)
+}
+
+// settle drops the candidates the store now knows and ingests those whose
+// grace period is over, oldest first, through the webhook dedup path.
+func (r *Reconciler) settle(ctx context.Context, cands []*candidate, known map[string]store.KnownMessage, now time.Time, rep *Report) *passError {
+	slices.SortFunc(cands, func(a, b *candidate) int {
+		return cmp.Or(a.firstSeen.Compare(b.firstSeen), cmp.Compare(kindOrder(a.kind), kindOrder(b.kind)), cmp.Compare(a.key, b.key))
+	})
+	for _, c := range cands {
+		if covered(c, known) {
+			r.drop(c.key)
+			rep.ArrivedInGrace++
+			continue
+		}
+		if now.Before(c.deadline(r.opts.Grace)) {
+			continue
+		}
+		var ev event.Event
+		if c.kind == event.KindMsg {
+			ev = wamm.MessageEvent(c.msg, now)
+		} else {
+			ev = wamm.StateEvent(c.msg, now)
+		}
+		dup, err := r.opts.Ingester.Ingest(ctx, ev)
+		if err != nil {
+			return storeError("ingest missed event", err)
+		}
+		r.drop(c.key)
+		if dup {
+			rep.Duplicates++
+			continue
+		}
+		if c.kind == event.KindMsg {
+			rep.EnqueuedMsgs++
+		} else {
+			rep.EnqueuedStates++
+		}
+		r.metrics.gapsFilled.WithLabelValues(string(c.kind)).Inc()
+		r.log.WithFields(logrus.Fields{
+			"event_key":   string(ev.Key),
+			"kind":        string(c.kind),
+			"first_seen":  c.firstSeen.UTC().Format(time.RFC3339),
+			"unknown_for": now.Sub(c.firstSeen).Round(time.Millisecond).String(),
+		}).Info("reconcile: ingested an event the webhooks missed")
+	}
+	return nil
+}
+
+func kindOrder(k event.Kind) int {
+	if k == event.KindMsg {
+		return 0
+	}
+	return 1
+}
+
+// bound forgets candidates not seen for a long time and caps how many wait,
+// dropping the least recently seen.
+func (r *Reconciler) bound(now time.Time) {
+	var forgotten int
+	for key, c := range r.cands {
+		if c.lastSeen.Before(now.Add(-forgetAfter)) {
+			r.drop(key)
+			forgotten++
+		}
+	}
+	if over := len(r.cands) - r.opts.MaxCandidates; over > 0 {
+		all := slices.SortedFunc(maps.Values(r.cands), func(a, b *candidate) int {
+			return cmp.Or(a.lastSeen.Compare(b.lastSeen), cmp.Compare(a.key, b.key))
+		})
+		for _, c := range all[:over] {
+			r.drop(c.key)
+		}
+		forgotten += over
+	}
+	if forgotten > 0 {
+		r.log.WithFields(logrus.Fields{"forgotten": forgotten, "waiting": len(r.cands)}).
+			Warn("reconcile: forgot missing events that could not be settled; they will not be delivered unless polled again")
+	}
+}
+
+// finishPass does the bookkeeping of a pass: metrics, failure streaks and
+// their logs, the wait before the next pass.
+func (r *Reconciler) finishPass(ctx context.Context, rep *Report, pe *passError) {
+	now := r.opts.Now()
+	switch {
+	case pe != nil && ctx.Err() != nil:
+		// Shutting down: neither WAMM nor the store failed.
+		rep.Next = r.interval
+	case pe != nil:
+		r.failures++
+		r.metrics.polls.WithLabelValues(outcomeError).Inc()
+		if pe.api {
+			r.metrics.apiErrors.WithLabelValues(pe.reason).Inc()
+		}
+		rep.Next = r.backoff()
+		if _, logged := r.failReasons[pe.reason]; !logged {
+			r.failReasons[pe.reason] = struct{}{}
+			r.log.WithError(pe.err).WithFields(logrus.Fields{
+				"reason":       pe.reason,
+				"failed_polls": r.failures,
+				"next_poll_in": rep.Next.String(),
+			}).Warn("reconcile: pass failed; backing off")
+		}
+	case rep.NotLeader:
+		r.metrics.polls.WithLabelValues(outcomeNotLeader).Inc()
+		rep.Next = r.opts.Interval
+	default:
+		r.metrics.polls.WithLabelValues(outcomeOK).Inc()
+		r.metrics.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
+		if r.failures > 0 {
+			r.log.WithField("failed_polls", r.failures).
+				Infof("reconcile: recovered after %d failed polls", r.failures)
+			r.failures = 0
+			clear(r.failReasons)
+		}
+		rep.Next = r.interval
+		if rep.Overflow && r.overflowStreak == 1 {
+			// Poll again at once: the window moved past what we know.
+			rep.Next = 0
+		}
+	}
+	rep.Interval = r.interval
+	rep.InGrace, rep.NextPromote = r.waiting(now)
+}
+
+// backoff is the wait after the current failure streak: Interval doubling
+// per failure, capped at BackoffMax.
+func (r *Reconciler) backoff() time.Duration {
+	d := r.opts.Interval
+	for i := 1; i < r.failures && d < r.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, r.opts.BackoffMax)
+}
+
+// waiting counts the candidates still in their grace period and returns the
+// earliest grace deadline (zero when none waits).
+func (r *Reconciler) waiting(now time.Time) (int, time.Time) {
+	n := 0
+	for _, c := range r.cands {
+		if now.Before(c.deadline(r.opts.Grace)) {
+			n++
+		}
+	}
+	at, _ := r.earliestDeadline()
+	return n, at
+}
+
+// setLeader notes whether this instance holds the reconcile lock. Losing it
+// drops all in-memory state: the new holder finds the same gaps itself.
+func (r *Reconciler) setLeader(leader bool) {
+	if r.leaderKnown && leader == r.leader {
+		return
+	}
+	r.leaderKnown, r.leader = true, leader
+	if leader {
+		r.log.Info("reconcile: holding the reconcile lock; polling WAMM")
+		return
+	}
+	r.log.Info("reconcile: another instance holds the reconcile lock; not polling")
+	clear(r.cands)
+	clear(r.stateCand)
+	r.pendingChats = nil
+	r.overflowStreak = 0
+	r.interval = r.opts.Interval
+}
+
+func direction(fromMe int) string {
+	if fromMe == 1 {
+		return "outgoing"
+	}
+	return "incoming"
+}
+
+func distinct(ids []string) []string {
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}

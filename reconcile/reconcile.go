@@ -1,0 +1,326 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/store"
+	"github.com/wamm-relay/wamm-relay/wamm"
+)
+
+// Defaults for zero Options fields.
+const (
+	// DefaultPageSize is how many messages each msg_get_last and msg_get call
+	// asks for: the API's maximum.
+	DefaultPageSize = 100
+	// DefaultBackoffMax caps the wait between failed passes.
+	DefaultBackoffMax = 5 * time.Minute
+	// DefaultMaxChatsPerPass bounds the msg_get calls one pass makes to
+	// recover a window overflow; the rest wait for the next pass.
+	DefaultMaxChatsPerPass = 50
+	// DefaultMaxCandidates bounds the in-memory set of messages waiting for
+	// their grace period.
+	DefaultMaxCandidates = 50000
+	// MinInterval is the floor the poll interval is halved down to while the
+	// polled window overflows (or Interval, when that is shorter).
+	MinInterval = time.Second
+
+	// maxPageSize is the largest col the WAMM API accepts.
+	maxPageSize = 100
+	// forgetAfter drops a candidate not seen for this long. A healthy
+	// reconciler settles every candidate right after its grace period; only a
+	// long store outage leaves one behind.
+	forgetAfter = 24 * time.Hour
+	// leaderLock is the name of the leader lock the reconciler holds.
+	leaderLock = "reconcile"
+	// dateLayout is how WAMM writes date_ins (time zone unknown).
+	dateLayout = "2006-01-02 15:04:05"
+)
+
+// Poller reads messages from the WAMM API; *wamm.Client satisfies it.
+type Poller interface {
+	// LastMessages returns the newest col messages across all chats; fromMe
+	// is 0 for incoming, 1 for outgoing, -1 for both.
+	LastMessages(ctx context.Context, fromMe, col int) ([]wamm.Message, error)
+	// ChatMessages returns the newest col messages of one chat.
+	ChatMessages(ctx context.Context, phone string, col int) ([]wamm.Message, error)
+}
+
+// Store is the part of the outbox the reconciler reads.
+type Store interface {
+	KnownMessages(ctx context.Context, msgIDs []string) (map[string]store.KnownMessage, error)
+	HasEvents(ctx context.Context) (bool, error)
+	HoldLeader(ctx context.Context, name string) (bool, error)
+}
+
+// Ingester stores an event the way a webhook would be stored; duplicate is
+// true when the event's key was already known and nothing new was written.
+type Ingester interface {
+	Ingest(ctx context.Context, ev event.Event) (duplicate bool, err error)
+}
+
+// Options configure a Reconciler.
+type Options struct {
+	// Poller reads the WAMM API. Required.
+	Poller Poller
+	// Store answers which messages are known and holds the leader lock. Required.
+	Store Store
+	// Ingester is the dedup path webhooks take, with fan-out to targets. Required.
+	Ingester Ingester
+	// Seen records an event as already relayed, with no deliveries: the
+	// first-run baseline. Required unless BackfillOnStart.
+	Seen Ingester
+	// Interval is how often msg_get_last is polled. Required.
+	Interval time.Duration
+	// Grace is how long a polled message may stay unknown (its webhook may
+	// still be on the way) before it counts as missed. Zero means at once.
+	Grace time.Duration
+	// BackoffMax caps the wait after failed passes, which grows from Interval
+	// by doubling. Zero means DefaultBackoffMax.
+	BackoffMax time.Duration
+	// BackfillOnStart delivers what the first poll against an empty store
+	// returns (after the grace period, like any missed message) instead of
+	// recording it as seen.
+	BackfillOnStart bool
+	// PageSize is the col of each API call, 1 to 100. Zero means DefaultPageSize.
+	PageSize int
+	// MaxChatsPerPass bounds msg_get calls per pass. Zero means DefaultMaxChatsPerPass.
+	MaxChatsPerPass int
+	// MaxCandidates bounds the messages waiting for their grace period.
+	// Zero means DefaultMaxCandidates.
+	MaxCandidates int
+	// MaxAge, when set, ignores polled messages whose date_ins is older than
+	// this (with a day's slack, since WAMM's time zone is unknown). Set it
+	// below the store's retention, so a message whose key was pruned is not
+	// delivered a second time when a quiet chat still shows it.
+	MaxAge time.Duration
+	// Logger receives the reconciler's log lines. Required.
+	Logger logrus.FieldLogger
+	// Registerer registers the metrics; nil does not register them.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Poller == nil:
+		return errors.New("missing Poller")
+	case o.Store == nil:
+		return errors.New("missing Store")
+	case o.Ingester == nil:
+		return errors.New("missing Ingester")
+	case o.Seen == nil && !o.BackfillOnStart:
+		return errors.New("missing Seen (required unless BackfillOnStart is set)")
+	case o.Interval <= 0:
+		return fmt.Errorf("invalid Interval %s: must be positive", o.Interval)
+	case o.Grace < 0:
+		return fmt.Errorf("invalid Grace %s: must not be negative", o.Grace)
+	case o.BackoffMax < 0:
+		return fmt.Errorf("invalid BackoffMax %s: must not be negative", o.BackoffMax)
+	case o.BackoffMax > 0 && o.BackoffMax < o.Interval:
+		return fmt.Errorf("invalid BackoffMax %s: must not be shorter than Interval %s", o.BackoffMax, o.Interval)
+	case o.PageSize < 0 || o.PageSize > maxPageSize:
+		return fmt.Errorf("invalid PageSize %d: must be between 1 and %d", o.PageSize, maxPageSize)
+	case o.MaxChatsPerPass < 0:
+		return fmt.Errorf("invalid MaxChatsPerPass %d: must not be negative", o.MaxChatsPerPass)
+	case o.MaxCandidates < 0:
+		return fmt.Errorf("invalid MaxCandidates %d: must not be negative", o.MaxCandidates)
+	case o.MaxAge < 0:
+		return fmt.Errorf("invalid MaxAge %s: must not be negative", o.MaxAge)
+	case o.Logger == nil:
+		return errors.New("missing Logger")
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.BackoffMax == 0 {
+		o.BackoffMax = max(DefaultBackoffMax, o.Interval)
+	}
+	if o.PageSize == 0 {
+		o.PageSize = DefaultPageSize
+	}
+	if o.MaxChatsPerPass == 0 {
+		o.MaxChatsPerPass = DefaultMaxChatsPerPass
+	}
+	if o.MaxCandidates == 0 {
+		o.MaxCandidates = DefaultMaxCandidates
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Reconciler polls WAMM for events whose webhook never arrived and ingests
+// them. Its methods are safe for concurrent use; passes run one at a time.
+type Reconciler struct {
+	opts    Options
+	log     logrus.FieldLogger
+	metrics *metrics
+
+	mu sync.Mutex
+	// cands are the events seen missing, by event key, until they become
+	// known or are ingested.
+	cands map[event.Key]*candidate
+	// stateCand maps a message id to its pending status candidate's key:
+	// polling shows only the current state, so a newer one supersedes it.
+	stateCand map[string]event.Key
+	// baselineChecked is set once HasEvents has been asked after a
+	// successful poll.
+	baselineChecked bool
+	// needBaseline is set while the first-run baseline is still to be
+	// recorded (it survives a failed attempt).
+	needBaseline bool
+	// backfilling is set from the first-run check of a backfill until a pass
+	// completes: an empty store knows nothing, so it is no overflow.
+	backfilling bool
+	leaderKnown bool
+	leader      bool
+	// interval is the poll interval in effect: opts.Interval, halved while
+	// the window overflows.
+	interval       time.Duration
+	overflowStreak int
+	// pendingChats are the chats (phones) of overflowing pages still to be
+	// read with msg_get, in order.
+	pendingChats []string
+	// failures counts consecutive failed passes; failReasons holds the
+	// reasons already logged in this streak.
+	failures    int
+	failReasons map[string]struct{}
+	// promoteFailing is set after a failed promote step and cleared by the
+	// next pass, so the loop does not spin on a broken store.
+	promoteFailing bool
+}
+
+// candidate is one event seen missing, waiting for its grace period.
+type candidate struct {
+	key       event.Key
+	kind      event.Kind
+	msg       wamm.Message
+	firstSeen time.Time
+	lastSeen  time.Time
+}
+
+func (c *candidate) deadline(grace time.Duration) time.Time { return c.firstSeen.Add(grace) }
+
+// New returns a Reconciler for opts, or an error naming the bad field.
+func New(opts Options) (*Reconciler, error) {
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("reconcile options: %w", err)
+	}
+	opts.setDefaults()
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("register reconcile metrics: %w", err)
+	}
+	return &Reconciler{
+		opts:        opts,
+		log:         opts.Logger,
+		metrics:     m,
+		cands:       make(map[event.Key]*candidate),
+		stateCand:   make(map[string]event.Key),
+		interval:    opts.Interval,
+		failReasons: make(map[string]struct{}),
+	}, nil
+}
+
+// Run polls until ctx ends, then returns nil. A pass runs at once, then every
+// Interval (sooner while the window overflows, later after failures); between
+// passes the loop wakes at the earliest grace deadline to promote candidates,
+// so a missed event is ingested within Interval + Grace of its appearance.
+// API and store errors are counted, logged and backed off from, never returned.
+func (r *Reconciler) Run(ctx context.Context) error {
+	for {
+		rep, _ := r.ReconcileOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		nextPass := r.opts.Now().Add(rep.Next)
+		for {
+			wake := nextPass
+			if at, ok := r.promoteAt(); ok && at.Before(wake) {
+				wake = at
+			}
+			if d := wake.Sub(r.opts.Now()); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-t.C:
+				}
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !r.opts.Now().Before(nextPass) {
+				break
+			}
+			// Errors are logged and counted by Promote; promoteAt then
+			// reports nothing until the next pass.
+			_, _ = r.Promote(ctx)
+		}
+	}
+}
+
+// ReconcileAndWait runs one pass, then waits out the grace period of what it
+// found and promotes it, so a one-shot run ingests what is still missing after
+// the grace period. It returns the combined report.
+func (r *Reconciler) ReconcileAndWait(ctx context.Context) (Report, error) {
+	rep, err := r.ReconcileOnce(ctx)
+	if err != nil || rep.NotLeader {
+		return rep, err
+	}
+	for {
+		at, ok := r.promoteAt()
+		if !ok {
+			return rep, nil
+		}
+		if d := at.Sub(r.opts.Now()); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return rep, fmt.Errorf("wait for grace period: %w", ctx.Err())
+			case <-t.C:
+			}
+		}
+		p, err := r.Promote(ctx)
+		rep.merge(p)
+		if err != nil {
+			return rep, err
+		}
+		if p.NotLeader {
+			return rep, nil
+		}
+	}
+}
+
+// promoteAt returns the earliest grace deadline of the candidates, unless the
+// last promote step failed.
+func (r *Reconciler) promoteAt() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.promoteFailing {
+		return time.Time{}, false
+	}
+	return r.earliestDeadline()
+}
+
+func (r *Reconciler) earliestDeadline() (time.Time, bool) {
+	var at time.Time
+	for _, c := range r.cands {
+		if d := c.deadline(r.opts.Grace); at.IsZero() || d.Before(at) {
+			at = d
+		}
+	}
+	return at, !at.IsZero()
+}

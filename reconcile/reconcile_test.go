@@ -1,0 +1,779 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/wamm"
+)
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	f := newFixture(t, false)
+	tests := []struct {
+		name   string
+		mutate func(*Options)
+		want   string
+	}{
+		{"no poller", func(o *Options) { o.Poller = nil }, "Poller"},
+		{"no store", func(o *Options) { o.Store = nil }, "Store"},
+		{"no ingester", func(o *Options) { o.Ingester = nil }, "Ingester"},
+		{"no seen without backfill", func(o *Options) { o.Seen = nil }, "Seen"},
+		{"zero interval", func(o *Options) { o.Interval = 0 }, "Interval"},
+		{"negative grace", func(o *Options) { o.Grace = -time.Second }, "Grace"},
+		{"backoff below interval", func(o *Options) { o.BackoffMax = time.Second }, "BackoffMax"},
+		{"page size above API max", func(o *Options) { o.PageSize = 101 }, "PageSize"},
+		{"negative chats bound", func(o *Options) { o.MaxChatsPerPass = -1 }, "MaxChatsPerPass"},
+		{"negative candidates bound", func(o *Options) { o.MaxCandidates = -1 }, "MaxCandidates"},
+		{"negative max age", func(o *Options) { o.MaxAge = -time.Hour }, "MaxAge"},
+		{"no logger", func(o *Options) { o.Logger = nil }, "Logger"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := f.opts
+			tc.mutate(&opts)
+			_, err := New(opts)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+
+	t.Run("seen optional with backfill", func(t *testing.T) {
+		opts := f.opts
+		opts.Seen, opts.BackfillOnStart = nil, true
+		_, err := New(opts)
+		require.NoError(t, err)
+	})
+	t.Run("duplicate registration fails", func(t *testing.T) {
+		opts := f.opts
+		opts.Registerer = prometheus.NewRegistry()
+		_, err := New(opts)
+		require.NoError(t, err)
+		_, err = New(opts)
+		require.Error(t, err)
+	})
+}
+
+// decodeBody parses a target-bound body keeping numbers as json.Number.
+func decodeBody(t *testing.T, body []byte) (string, map[string]any) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var env struct {
+		Tip     string         `json:"tip"`
+		MsgData map[string]any `json:"msg_data"`
+	}
+	require.NoError(t, dec.Decode(&env))
+	return env.Tip, env.MsgData
+}
+
+func TestMissedMessageIngestedAfterGrace(t *testing.T) {
+	tests := []struct {
+		name string
+		// settle runs after the grace period: a promote step, or the next pass.
+		settle func(t *testing.T, r *Reconciler) Report
+	}{
+		{"promote step at the grace deadline", promote},
+		{"next pass after the grace period", once},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, false)
+			f.acct.add(apiMsg("1234567", 0, "79001234567", "received"))
+			r := f.new(t)
+
+			rep := once(t, r)
+			require.Equal(t, 1, rep.Polled)
+			require.Equal(t, 1, rep.InGrace)
+			require.Equal(t, t0.Add(20*time.Second), rep.NextPromote)
+			require.Empty(t, f.store.deliveredKeys(), "nothing is delivered within the grace period")
+
+			f.clock.Advance(20*time.Second - time.Millisecond)
+			rep = promote(t, r)
+			require.Zero(t, rep.EnqueuedMsgs)
+			require.Equal(t, 1, rep.InGrace)
+
+			f.clock.Advance(time.Millisecond)
+			rep = tc.settle(t, r)
+			require.Equal(t, 1, rep.EnqueuedMsgs)
+			require.Zero(t, rep.InGrace)
+			require.True(t, rep.NextPromote.IsZero())
+
+			evs := f.store.deliveredEvents()
+			require.Len(t, evs, 1)
+			ev := evs[0]
+			require.Equal(t, event.Key("msg:1234567"), ev.Key)
+			require.Equal(t, event.KindMsg, ev.Kind)
+			require.Equal(t, event.SourceReconcile, ev.Source)
+			require.Equal(t, "received", ev.State)
+
+			tip, data := decodeBody(t, ev.Body)
+			require.Equal(t, "msg", tip)
+			require.Equal(t, json.Number("1234567"), data["msg_id"], "msg_id is a JSON number, as in the webhook")
+			require.Equal(t, json.Number("0"), data["from_me"], "from_me is a JSON number, as in the webhook")
+			require.Equal(t, "79001234567", data["phone"])
+			require.Equal(t, "Hello!", data["msg_text"])
+			require.Equal(t, "2026-03-01 11:59:00", data["date_ins"])
+			require.Equal(t, "2026-03-01 11:59:30", data["date_upd"])
+			for _, k := range []string{"qoute_msg_id", "from_api", "phone_acc", "senderId", "senderName", "msg_link"} {
+				v, ok := data[k]
+				require.True(t, ok, "key %s present", k)
+				require.Nil(t, v, "key %s is null", k)
+			}
+
+			// Settled: later passes and promote steps do nothing more.
+			f.clock.Advance(time.Minute)
+			rep = once(t, r)
+			require.Zero(t, rep.EnqueuedMsgs)
+			require.Equal(t, 1, rep.Known)
+			require.Len(t, f.store.deliveredKeys(), 1)
+		})
+	}
+}
+
+func TestPassPollsBothDirectionsAndQueriesTheStoreOnce(t *testing.T) {
+	f := newFixture(t, false)
+	f.acct.add(apiMsg("10", 0, "79001234567", "received"), apiMsg("11", 1, "79001234567", "sent"))
+	r := f.new(t)
+	rep := once(t, r)
+	require.Equal(t, 2, rep.Polled)
+	require.Equal(t, []string{"from_me=0 col=100", "from_me=1 col=100"}, f.acct.lastArgs)
+	require.Equal(t, [][]string{{"10", "11"}}, f.store.knownIDs)
+	require.Empty(t, f.acct.chatCalls)
+}
+
+func TestWebhookWithinGraceWins(t *testing.T) {
+	msg := apiMsg("500", 1, "79001234567", "sent")
+	tests := []struct {
+		name string
+		// arrange makes the webhook arrive during the grace period.
+		arrange func(f *fixture)
+		want    func(t *testing.T, rep Report)
+	}{
+		{
+			name:    "webhook during grace: promote re-checks the store and leaves it",
+			arrange: func(f *fixture) { f.store.webhook(wamm.MessageEvent(msg, t0)) },
+			want: func(t *testing.T, rep Report) {
+				require.Equal(t, 1, rep.ArrivedInGrace)
+				require.Zero(t, rep.EnqueuedMsgs)
+				require.Zero(t, rep.Duplicates)
+			},
+		},
+		{
+			name: "webhook lands between the re-check and the ingest: the dedup path reports a duplicate",
+			arrange: func(f *fixture) {
+				f.store.beforeIngest = func(ev event.Event) { f.store.webhook(ev) }
+			},
+			want: func(t *testing.T, rep Report) {
+				require.Equal(t, 1, rep.Duplicates)
+				require.Zero(t, rep.EnqueuedMsgs)
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, false)
+			f.acct.add(msg)
+			r := f.new(t)
+			require.Equal(t, 1, once(t, r).InGrace)
+
+			tc.arrange(f)
+			f.clock.Advance(20 * time.Second)
+			rep := promote(t, r)
+			tc.want(t, rep)
+			require.Empty(t, f.store.deliveredKeys())
+			require.Zero(t, rep.InGrace)
+			require.Equal(t, event.SourceWebhook, f.store.events["msg:500"].Source, "delivered once, as the webhook")
+		})
+	}
+}
+
+func TestStatusGaps(t *testing.T) {
+	const id = "700"
+	tests := []struct {
+		name string
+		// relayed are the states the store already has for the message (the
+		// first one arrived as the msg webhook).
+		relayed []string
+		// polled are the states successive passes see, 10s apart; grace ends
+		// 20s after the first sighting of each state.
+		polled    []string
+		wantKeys  []event.Key
+		wantKnown int
+	}{
+		{"new state after the msg webhook", []string{"sent"}, []string{"delivered"}, []event.Key{"state:700:delivered"}, 0},
+		{"state already relayed by msg_state webhook", []string{"sent", "delivered"}, []string{"delivered"}, nil, 1},
+		{"state the msg webhook carried", []string{"sent"}, []string{"sent"}, nil, 1},
+		{"state with a space is percent-encoded in the key", []string{"sending"}, []string{"not sent"}, []event.Key{"state:700:not%20sent"}, 0},
+		{"overtaken state is not relayed out of order", []string{"sent"}, []string{"delivered", "viewed"}, []event.Key{"state:700:viewed"}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, false)
+			m := apiMsg(id, 1, "79001234567", tc.relayed[0])
+			f.store.webhook(wamm.MessageEvent(m, t0))
+			for _, s := range tc.relayed[1:] {
+				f.store.webhook(wamm.StateEvent(apiMsg(id, 1, "79001234567", s), t0))
+			}
+			f.acct.add(m)
+			r := f.new(t)
+
+			var rep Report
+			for i, s := range tc.polled {
+				if i > 0 {
+					f.clock.Advance(10 * time.Second)
+				}
+				f.acct.setState(id, s)
+				rep = once(t, r)
+			}
+			require.Equal(t, tc.wantKnown, rep.Known)
+			f.clock.Advance(20 * time.Second)
+			rep = promote(t, r)
+			require.Equal(t, len(tc.wantKeys), rep.EnqueuedStates)
+			require.Zero(t, rep.EnqueuedMsgs)
+			require.Equal(t, tc.wantKeys, f.store.deliveredKeys())
+
+			for _, ev := range f.store.deliveredEvents() {
+				require.Equal(t, event.KindMsgState, ev.Kind)
+				tip, data := decodeBody(t, ev.Body)
+				require.Equal(t, "msg_state", tip)
+				require.Equal(t, json.Number(id), data["msg_id"])
+				require.Equal(t, json.Number("1"), data["from_me"])
+				require.Equal(t, "79001234567", data["phone"])
+				require.Equal(t, tc.polled[len(tc.polled)-1], data["state"])
+				require.Equal(t, "2026-03-01 11:59:30", data["date_upd"])
+			}
+		})
+	}
+}
+
+func TestUnknownMessageGetsOnlyItsMsgEvent(t *testing.T) {
+	f := newFixture(t, false)
+	f.acct.add(apiMsg("800", 1, "79001234567", "viewed"))
+	r := f.new(t)
+	once(t, r)
+	f.clock.Advance(20 * time.Second)
+	rep := once(t, r)
+	require.Equal(t, 1, rep.EnqueuedMsgs)
+	require.Zero(t, rep.EnqueuedStates)
+	require.Equal(t, []event.Key{"msg:800"}, f.store.deliveredKeys())
+
+	// The state travels inside the msg event, so the next pass sees it relayed.
+	f.clock.Advance(30 * time.Second)
+	rep = once(t, r)
+	require.Zero(t, rep.InGrace)
+	require.Len(t, f.store.deliveredKeys(), 1)
+}
+
+func TestFirstRun(t *testing.T) {
+	tests := []struct {
+		name         string
+		backfill     bool
+		wantBaseline int
+		wantSeen     int
+		wantEnqueued int
+	}{
+		{"empty store: baseline recorded as seen, nothing delivered", false, 150, 150, 0},
+		{"empty store with backfill: delivered after the grace period", true, 0, 0, 150},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, true)
+			f.opts.BackfillOnStart = tc.backfill
+			reg := prometheus.NewRegistry()
+			f.opts.Registerer = reg
+			// A full incoming page: with backfill it must not count as an overflow.
+			f.acct.add(incoming(1000, 100, "79001111111", "79002222222")...)
+			for i := range 50 {
+				f.acct.add(apiMsg(strconv.Itoa(2000+i), 1, "79001111111", "delivered"))
+			}
+			r := f.new(t)
+
+			rep := once(t, r)
+			require.Equal(t, 150, rep.Polled)
+			require.Equal(t, tc.wantBaseline, rep.Baseline)
+			require.False(t, rep.Overflow)
+			require.Zero(t, rep.ChatsBackfilled)
+			require.Len(t, f.store.seenOnly, tc.wantSeen)
+			require.Empty(t, f.store.deliveredKeys())
+			require.InDelta(t, float64(tc.wantBaseline), testutil.ToFloat64(r.metrics.baseline), 0)
+
+			f.clock.Advance(20 * time.Second)
+			promote(t, r)
+			require.Len(t, f.store.deliveredKeys(), tc.wantEnqueued)
+
+			// Afterwards a new message is a gap like any other.
+			f.acct.add(apiMsg("3000", 0, "79003333333", "received"))
+			f.clock.Advance(10 * time.Second)
+			rep = once(t, r)
+			require.Equal(t, 1, rep.InGrace)
+			require.Zero(t, rep.Baseline)
+			f.clock.Advance(20 * time.Second)
+			promote(t, r)
+			require.Len(t, f.store.deliveredKeys(), tc.wantEnqueued+1)
+			require.Equal(t, event.Key("msg:3000"), f.store.deliveredKeys()[tc.wantEnqueued])
+		})
+	}
+}
+
+func TestFirstRunBaselineSurvivesStoreFailure(t *testing.T) {
+	f := newFixture(t, true)
+	f.acct.add(incoming(10, 3, "79001111111")...)
+	calls := 0
+	f.store.ingestErr = func(event.Event) error {
+		if calls++; calls == 2 {
+			return errors.New("disk full")
+		}
+		return nil
+	}
+	r := f.new(t)
+	_, err := r.ReconcileOnce(context.Background())
+	require.ErrorContains(t, err, "record baseline message: disk full")
+
+	// The store now has an event, but the baseline is finished, not delivered.
+	rep := once(t, r)
+	require.Equal(t, 2, rep.Baseline, "the two not yet recorded (one was already)")
+	f.clock.Advance(time.Hour)
+	once(t, r)
+	require.Empty(t, f.store.deliveredKeys())
+	require.Len(t, f.store.seenOnly, 3)
+}
+
+func TestNotLeader(t *testing.T) {
+	f := newFixture(t, false)
+	reg := prometheus.NewRegistry()
+	f.opts.Registerer = reg
+	leader := true
+	f.store.holdLeader = func() (bool, error) { return leader, nil }
+	f.acct.add(apiMsg("900", 0, "79001234567", "received"))
+	r := f.new(t)
+
+	require.Equal(t, 1, once(t, r).InGrace)
+	require.Equal(t, 2, f.acct.polls())
+
+	leader = false
+	rep := once(t, r)
+	require.True(t, rep.NotLeader)
+	require.Equal(t, 2, f.acct.polls(), "nothing polled without the lock")
+	require.Zero(t, rep.InGrace, "the new holder settles the gaps; ours are dropped")
+	require.Equal(t, 30*time.Second, rep.Next)
+	require.Contains(t, rep.String(), "another instance holds the reconcile lock")
+
+	f.clock.Advance(time.Minute)
+	rep = promote(t, r)
+	require.Empty(t, f.store.deliveredKeys())
+	require.InDelta(t, 1, testutil.ToFloat64(r.metrics.polls.WithLabelValues(outcomeNotLeader)), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(r.metrics.polls.WithLabelValues(outcomeOK)), 0)
+}
+
+func TestPromoteWithoutLeadershipDropsCandidates(t *testing.T) {
+	f := newFixture(t, false)
+	leader := true
+	f.store.holdLeader = func() (bool, error) { return leader, nil }
+	f.acct.add(apiMsg("901", 0, "79001234567", "received"))
+	r := f.new(t)
+	once(t, r)
+	leader = false
+	f.clock.Advance(20 * time.Second)
+	rep := promote(t, r)
+	require.True(t, rep.NotLeader)
+	require.Zero(t, rep.InGrace)
+	require.True(t, rep.NextPromote.IsZero())
+	require.Empty(t, f.store.deliveredKeys())
+}
+
+func TestNoMessagesIsEmpty(t *testing.T) {
+	tests := []struct {
+		name       string
+		in, out    error
+		wantPolled int
+	}{
+		{"both directions empty", wamm.ErrNoMessages, wamm.ErrNoMessages, 0},
+		{"no incoming", wamm.ErrNoMessages, nil, 1},
+		{"no outgoing", nil, wamm.ErrNoMessages, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, false)
+			f.opts.Poller = &fakePoller{lastMessages: func(_ context.Context, fromMe, _ int) ([]wamm.Message, error) {
+				err := tc.in
+				if fromMe == 1 {
+					err = tc.out
+				}
+				if err != nil {
+					return nil, fmt.Errorf("msg_get_last: %w", err)
+				}
+				return []wamm.Message{apiMsg(strconv.Itoa(40+fromMe), fromMe, "79001234567", "received")}, nil
+			}}
+			r := f.new(t)
+			rep := once(t, r)
+			require.Equal(t, tc.wantPolled, rep.Polled)
+			require.Equal(t, 30*time.Second, rep.Next)
+		})
+	}
+}
+
+func TestFailureBackoffAndRecovery(t *testing.T) {
+	f := newFixture(t, false)
+	f.opts.Registerer = prometheus.NewRegistry()
+	var pollErr error
+	f.opts.Poller = &fakePoller{lastMessages: func(context.Context, int, int) ([]wamm.Message, error) {
+		if pollErr != nil {
+			return nil, pollErr
+		}
+		return []wamm.Message{apiMsg("1", 0, "79000000000", "received")}, nil
+	}}
+	r := f.new(t)
+
+	steps := []struct {
+		err      error
+		wantNext time.Duration
+	}{
+		{wamm.ErrTokenFail, 30 * time.Second},
+		{wamm.ErrTokenFail, time.Minute},
+		{wamm.ErrNotAuthorized, 2 * time.Minute},
+		{wamm.ErrTokenFail, 4 * time.Minute},
+		{&wamm.HTTPError{Status: 502}, 5 * time.Minute},
+		{wamm.ErrTokenFail, 5 * time.Minute},
+		{nil, 30 * time.Second}, // recovery resets the interval
+		{wamm.ErrTokenFail, 30 * time.Second},
+	}
+	for i, s := range steps {
+		pollErr = s.err
+		rep, err := r.ReconcileOnce(context.Background())
+		if s.err != nil {
+			require.ErrorIs(t, err, s.err, "step %d", i)
+			require.ErrorContains(t, err, "poll incoming messages", "step %d", i)
+		} else {
+			require.NoError(t, err)
+		}
+		require.Equal(t, s.wantNext, rep.Next, "step %d", i)
+		f.clock.Advance(rep.Next)
+	}
+
+	require.InDelta(t, 5, testutil.ToFloat64(r.metrics.apiErrors.WithLabelValues("token_fail")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(r.metrics.apiErrors.WithLabelValues("not_authorized")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(r.metrics.apiErrors.WithLabelValues("http_502")), 0)
+	require.InDelta(t, 7, testutil.ToFloat64(r.metrics.polls.WithLabelValues(outcomeError)), 0)
+	require.InDelta(t, float64(t0.Add(17*time.Minute+30*time.Second).Unix()), testutil.ToFloat64(r.metrics.lastSuccess), 0)
+
+	var failed []string
+	for _, e := range f.logs.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			failed = append(failed, fmt.Sprint(e.Data["reason"]))
+		}
+	}
+	require.Equal(t, []string{"token_fail", "not_authorized", "http_502", "token_fail"}, failed,
+		"each reason once per failure streak")
+	require.Equal(t, []string{"reconcile: recovered after 6 failed polls"}, filter(f.logsAt(logrus.InfoLevel), "recovered"))
+}
+
+func filter(lines []string, sub string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestStoreFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		arrange func(s *memStore)
+		wantErr string
+	}{
+		{"leader lock", func(s *memStore) {
+			s.holdLeader = func() (bool, error) { return false, errors.New("connection reset") }
+		}, "hold leader lock: connection reset"},
+		{"known lookup", func(s *memStore) {
+			s.knownErr = func() error { return errors.New("database is locked") }
+		}, "look up known messages: database is locked"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, false)
+			f.acct.add(apiMsg("50", 0, "79001234567", "received"))
+			tc.arrange(f.store)
+			r := f.new(t)
+			for _, want := range []time.Duration{30 * time.Second, time.Minute} {
+				rep, err := r.ReconcileOnce(context.Background())
+				require.ErrorContains(t, err, tc.wantErr)
+				require.Equal(t, want, rep.Next)
+			}
+			require.Len(t, f.logsAt(logrus.WarnLevel), 1, "logged once per streak")
+			require.Equal(t, reasonStore, f.logs.LastEntry().Data["reason"])
+		})
+	}
+}
+
+func TestIngestFailureKeepsCandidate(t *testing.T) {
+	f := newFixture(t, false)
+	f.acct.add(apiMsg("60", 0, "79001234567", "received"))
+	fail := true
+	f.store.ingestErr = func(event.Event) error {
+		if fail {
+			return errors.New("disk full")
+		}
+		return nil
+	}
+	r := f.new(t)
+	once(t, r)
+	f.clock.Advance(20 * time.Second)
+
+	_, err := r.Promote(context.Background())
+	require.ErrorContains(t, err, "ingest missed event: disk full")
+	_, ok := r.promoteAt()
+	require.False(t, ok, "no promote retries until the next pass")
+
+	fail = false
+	f.clock.Advance(10 * time.Second)
+	rep := once(t, r)
+	require.Equal(t, 1, rep.EnqueuedMsgs)
+	require.Equal(t, []event.Key{"msg:60"}, f.store.deliveredKeys())
+}
+
+func TestCandidateOutOfWindowStillSettled(t *testing.T) {
+	f := newFixture(t, false)
+	f.acct.add(apiMsg("70", 0, "79001234567", "received"))
+	r := f.new(t)
+	once(t, r)
+	f.acct.msgs = nil // the message left the window (or WAMM stopped listing it)
+	f.clock.Advance(20 * time.Second)
+	rep := once(t, r)
+	require.Zero(t, rep.Polled)
+	require.Equal(t, 1, rep.EnqueuedMsgs)
+	require.Equal(t, []event.Key{"msg:70"}, f.store.deliveredKeys())
+}
+
+func TestOverflowRecoversChats(t *testing.T) {
+	f := newFixture(t, false)
+	reg := prometheus.NewRegistry()
+	f.opts.Registerer = reg
+	phones := make([]string, 10)
+	for i := range phones {
+		phones[i] = fmt.Sprintf("7900100000%d", i)
+	}
+	// 300 messages arrived while no webhook came through: 150 each way, over
+	// 10 chats of 30; each page shows only the newest 100 of its direction.
+	for i := range 300 {
+		f.acct.add(apiMsg(strconv.Itoa(10000+i), i%2, phones[i%10], "received"))
+	}
+	r := f.new(t)
+
+	rep := once(t, r)
+	require.True(t, rep.Overflow)
+	require.Equal(t, 200, rep.Polled)
+	require.Equal(t, 10, rep.ChatsBackfilled)
+	require.Equal(t, 300, rep.Recovered)
+	require.Zero(t, rep.ChatsPending)
+	require.Equal(t, 300, rep.InGrace)
+	require.Zero(t, rep.Next, "poll again at once")
+	require.Equal(t, 15*time.Second, rep.Interval, "interval halved")
+	require.Len(t, f.acct.chatCalls, 10)
+	require.InDelta(t, 2, testutil.ToFloat64(r.metrics.overflows), 0, "both pages overflowed")
+	require.Len(t, filter(f.logsAt(logrus.WarnLevel), "overlaps nothing known"), 2)
+
+	// The immediate re-poll overlaps the candidates: the interval is restored.
+	rep = once(t, r)
+	require.False(t, rep.Overflow)
+	require.Equal(t, 30*time.Second, rep.Interval)
+	require.Equal(t, 30*time.Second, rep.Next)
+	require.Zero(t, rep.ChatsBackfilled)
+	require.Empty(t, f.store.deliveredKeys())
+
+	f.clock.Advance(20 * time.Second)
+	rep = promote(t, r)
+	require.Equal(t, 300, rep.EnqueuedMsgs)
+	require.Zero(t, rep.InGrace)
+	keys := map[event.Key]bool{}
+	for _, k := range f.store.deliveredKeys() {
+		keys[k] = true
+	}
+	for i := range 300 {
+		require.True(t, keys[event.MsgKey(strconv.Itoa(10000+i))], "message %d", 10000+i)
+	}
+	require.InDelta(t, 300, testutil.ToFloat64(r.metrics.gapsFilled.WithLabelValues("msg")), 0)
+}
+
+func TestOverflowStreakHalvesToFloorAndBoundsChats(t *testing.T) {
+	f := newFixture(t, false)
+	f.opts.MaxChatsPerPass = 50
+	next := 100000
+	var chatCalls int
+	f.opts.Poller = &fakePoller{
+		// A flood: every call returns a full page of new messages, each in a new chat.
+		lastMessages: func(_ context.Context, fromMe, col int) ([]wamm.Message, error) {
+			var ms []wamm.Message
+			for range col {
+				ms = append(ms, apiMsg(strconv.Itoa(next), fromMe, fmt.Sprintf("7%010d", next), "received"))
+				next++
+			}
+			return ms, nil
+		},
+		chatMessages: func(context.Context, string, int) ([]wamm.Message, error) {
+			chatCalls++
+			return nil, wamm.ErrNoMessages
+		},
+	}
+	r := f.new(t)
+
+	wants := []struct {
+		interval, next time.Duration
+	}{
+		{15 * time.Second, 0},
+		{7500 * time.Millisecond, 7500 * time.Millisecond},
+		{3750 * time.Millisecond, 3750 * time.Millisecond},
+		{1875 * time.Millisecond, 1875 * time.Millisecond},
+		{time.Second, time.Second},
+		{time.Second, time.Second},
+	}
+	for i, w := range wants {
+		rep := once(t, r)
+		require.True(t, rep.Overflow, "pass %d", i)
+		require.Equal(t, w.interval, rep.Interval, "pass %d", i)
+		require.Equal(t, w.next, rep.Next, "pass %d", i)
+		require.Equal(t, 50, rep.ChatsBackfilled, "pass %d: bounded per pass", i)
+		require.Positive(t, rep.ChatsPending, "pass %d", i)
+	}
+	require.Equal(t, 300, chatCalls)
+	require.NotEmpty(t, filter(f.logsAt(logrus.WarnLevel), "chat recovery incomplete"))
+}
+
+func TestChatRecoveryFailureKeepsChatsQueued(t *testing.T) {
+	f := newFixture(t, false)
+	for i := range 100 {
+		f.acct.add(apiMsg(strconv.Itoa(20000+i), 0, fmt.Sprintf("790020000%02d", i%4), "received"))
+	}
+	base := f.acct.poller()
+	failChats := true
+	f.opts.Poller = &fakePoller{
+		lastMessages: base.lastMessages,
+		chatMessages: func(ctx context.Context, phone string, col int) ([]wamm.Message, error) {
+			if failChats {
+				return nil, &wamm.HTTPError{Status: 503}
+			}
+			return base.chatMessages(ctx, phone, col)
+		},
+	}
+	r := f.new(t)
+	rep, err := r.ReconcileOnce(context.Background())
+	require.ErrorContains(t, err, "read chat messages")
+	require.True(t, rep.Overflow)
+	require.Equal(t, 4, rep.ChatsPending)
+	require.Equal(t, 100, rep.InGrace, "the polled page is still tracked")
+
+	failChats = false
+	f.clock.Advance(rep.Next)
+	rep = once(t, r)
+	require.False(t, rep.Overflow)
+	require.Equal(t, 4, rep.ChatsBackfilled, "queued chats are read once the API is back")
+	require.Zero(t, rep.ChatsPending)
+}
+
+func TestCandidatesAreBounded(t *testing.T) {
+	f := newFixture(t, false)
+	f.opts.MaxCandidates = 5
+	f.acct.add(incoming(30000, 8, "79001234567")...)
+	r := f.new(t)
+	rep := once(t, r)
+	require.Equal(t, 5, rep.InGrace)
+	require.Len(t, filter(f.logsAt(logrus.WarnLevel), "forgot"), 1)
+}
+
+func TestLongUnsettledCandidatesAreForgotten(t *testing.T) {
+	f := newFixture(t, false)
+	f.acct.add(apiMsg("31000", 0, "79001234567", "received"))
+	f.store.ingestErr = func(event.Event) error { return errors.New("disk full") }
+	r := f.new(t)
+	once(t, r)
+	f.acct.msgs = nil // it left the window while the store kept failing
+
+	f.clock.Advance(time.Hour)
+	_, err := r.ReconcileOnce(context.Background())
+	require.ErrorContains(t, err, "disk full")
+
+	// Last seen over a day ago: forgotten, so memory stays bounded.
+	f.clock.Advance(forgetAfter)
+	rep := once(t, r)
+	require.Zero(t, rep.InGrace)
+	require.True(t, rep.NextPromote.IsZero())
+	require.Len(t, filter(f.logsAt(logrus.WarnLevel), "forgot"), 1)
+	f.store.ingestErr = nil
+	once(t, r)
+	require.Empty(t, f.store.deliveredKeys())
+}
+
+func TestMaxAgeIgnoresOldMessages(t *testing.T) {
+	f := newFixture(t, false)
+	f.opts.MaxAge = 30 * 24 * time.Hour
+	old := apiMsg("32000", 0, "79001234567", "received")
+	old.DateIns = "2025-12-01 10:00:00"
+	f.acct.add(old, apiMsg("32001", 0, "79001234567", "received"))
+	r := f.new(t)
+	rep := once(t, r)
+	require.Equal(t, 1, rep.Ignored)
+	require.Equal(t, 1, rep.InGrace)
+}
+
+func TestReportString(t *testing.T) {
+	rep := Report{Polled: 200, Known: 190, InGrace: 5, EnqueuedMsgs: 3, EnqueuedStates: 2, Overflow: true, ChatsBackfilled: 4, Recovered: 40}
+	require.Equal(t, "polled=200 known=190 in_grace=5 arrived_in_grace=0 enqueued_msgs=3 enqueued_states=2 duplicates=0 overflow=true chats_backfilled=4 recovered=40 chats_pending=0", rep.String())
+}
+
+func TestRunDeliversMissedMessageWithinIntervalPlusGrace(t *testing.T) {
+	f := newFixture(t, false)
+	f.opts.Now = nil // real clock
+	f.opts.Interval = 200 * time.Millisecond
+	f.opts.Grace = 300 * time.Millisecond
+	f.opts.BackoffMax = time.Second
+	r := f.new(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	require.Eventually(t, func() bool { return f.acct.polls() >= 2 }, 5*time.Second, 5*time.Millisecond)
+
+	f.acct.add(apiMsg("40000", 0, "79001234567", "received"))
+	added := time.Now()
+	limit := f.opts.Interval + f.opts.Grace + time.Second
+	require.Eventually(t, func() bool { return len(f.store.deliveredKeys()) == 1 }, limit, 5*time.Millisecond)
+	took := time.Since(added)
+	require.Less(t, took, limit)
+	require.GreaterOrEqual(t, took, f.opts.Grace, "not before the grace period")
+	require.Equal(t, []event.Key{"msg:40000"}, f.store.deliveredKeys())
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+func TestReconcileAndWait(t *testing.T) {
+	f := newFixture(t, false)
+	f.opts.Now = nil
+	f.opts.Grace = 20 * time.Millisecond
+	f.acct.add(apiMsg("41000", 0, "79001234567", "received"), apiMsg("41001", 1, "79001234567", "sent"))
+	f.store.webhook(wamm.MessageEvent(apiMsg("41001", 1, "79001234567", "sent"), t0))
+	r := f.new(t)
+	rep, err := r.ReconcileAndWait(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.EnqueuedMsgs)
+	require.Zero(t, rep.InGrace)
+	require.Equal(t, []event.Key{"msg:41000"}, f.store.deliveredKeys())
+}

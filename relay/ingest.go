@@ -1,0 +1,135 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/sirupsen/logrus"
+
+	"github.com/wamm-relay/wamm-relay/store"
+	"github.com/wamm-relay/wamm-relay/wamm"
+)
+
+// Rejection reasons, the reason label of wamm_relay_webhooks_received_total.
+const (
+	reasonBadJSON          = "bad_json"
+	reasonNotObject        = "not_object"
+	reasonTooLarge         = "too_large"
+	reasonUnauthorized     = "unauthorized"
+	reasonStoreUnavailable = "store_unavailable"
+	reasonOverloaded       = "overloaded"
+	// reasonReadError: the body could not be read (client gone, read timeout).
+	reasonReadError = "read_error"
+)
+
+type ingestResponse struct {
+	OK        bool `json:"ok"`
+	Duplicate bool `json:"duplicate"`
+}
+
+// handleWebhook checks the secret, the size and the load, parses the body
+// and answers 200 only after Ingest returned.
+func (s *Server) handleWebhook(c *gin.Context) {
+	receivedAt := s.opts.Now()
+	log := s.log.WithField("client_ip", c.ClientIP())
+
+	if !s.webhookAuthorized(c) {
+		s.reject(c, log, http.StatusUnauthorized, reasonUnauthorized, "missing or wrong webhook secret", nil)
+		return
+	}
+	if c.Request.ContentLength > s.opts.MaxBodyBytes {
+		s.reject(c, log.WithField("bytes", c.Request.ContentLength), http.StatusRequestEntityTooLarge,
+			reasonTooLarge, "body larger than the limit", nil)
+		return
+	}
+	// The slot covers reading the body too: a slow upload holds resources.
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	default:
+		c.Header("Retry-After", "1")
+		s.reject(c, log, http.StatusServiceUnavailable, reasonOverloaded, "too many requests in flight", nil)
+		return
+	}
+
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			s.reject(c, log, http.StatusRequestEntityTooLarge, reasonTooLarge, "body larger than the limit", nil)
+			return
+		}
+		s.reject(c, log, http.StatusBadRequest, reasonReadError, "cannot read body", err)
+		return
+	}
+	log = log.WithField("bytes", len(body))
+
+	ev, err := wamm.ParseWebhook(body, receivedAt)
+	if err != nil {
+		if errors.Is(err, wamm.ErrNotObject) {
+			s.reject(c, log, http.StatusBadRequest, reasonNotObject, "body is not a JSON object", nil)
+			return
+		}
+		s.reject(c, log, http.StatusBadRequest, reasonBadJSON, "body is not valid JSON", nil)
+		return
+	}
+	log = log.WithFields(logrus.Fields{"event_key": ev.Key, "kind": ev.Kind})
+
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.opts.IngestTimeout)
+	start := time.Now()
+	duplicate, err := s.opts.Ingester.Ingest(ctx, ev)
+	cancel()
+	s.metrics.ingestDuration.Observe(time.Since(start).Seconds())
+	if errors.Is(err, store.ErrDuplicate) {
+		duplicate, err = true, nil
+	}
+	if err != nil {
+		s.reject(c, log, http.StatusServiceUnavailable, reasonStoreUnavailable, "store unavailable", err)
+		return
+	}
+
+	outcome := "accepted"
+	if duplicate {
+		outcome = "duplicate"
+	}
+	s.metrics.received.WithLabelValues(outcome, "").Inc()
+	log.WithFields(logrus.Fields{
+		"duplicate":   duplicate,
+		"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
+	}).Debug("event.received")
+	c.JSON(http.StatusOK, ingestResponse{OK: true, Duplicate: duplicate})
+}
+
+// webhookAuthorized accepts the secret as the path suffix or, without a
+// suffix, as ?secret=. Without a configured secret only the bare path is
+// routed, so there is nothing to check.
+func (s *Server) webhookAuthorized(c *gin.Context) bool {
+	if s.opts.WebhookSecret == "" {
+		return true
+	}
+	got, inPath := c.Params.Get("secret")
+	if !inPath {
+		got = c.Query("secret")
+	}
+	return equalSecret(got, s.opts.WebhookSecret)
+}
+
+// reject answers a webhook with an error, counts it and logs the reason:
+// warn for what an operator should act on, info for a client's mistake.
+func (s *Server) reject(c *gin.Context, log logrus.FieldLogger, status int, reason, msg string, err error) {
+	s.metrics.received.WithLabelValues("rejected", reason).Inc()
+	log = log.WithFields(logrus.Fields{"status": status, "reason": reason})
+	if err != nil {
+		log = log.WithError(errors.New(s.redactLiteral(err.Error())))
+	}
+	switch reason {
+	case reasonStoreUnavailable, reasonOverloaded, reasonTooLarge, reasonUnauthorized:
+		log.Warn("webhook rejected")
+	default:
+		log.Info("webhook rejected")
+	}
+	c.JSON(status, errorBody(msg))
+}

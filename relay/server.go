@@ -1,0 +1,394 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/store"
+)
+
+// Defaults used for zero Options fields.
+const (
+	DefaultWebhookPath       = "/webhook"
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultShutdownTimeout   = 15 * time.Second
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 15 * time.Second
+	DefaultWriteTimeout      = 20 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultMaxInFlight       = 256
+	// DefaultIngestTimeout stays below WAMM's 10 s budget, so a stuck store
+	// yields our 503 rather than a WAMM-side timeout.
+	DefaultIngestTimeout = 8 * time.Second
+	DefaultReadyTimeout  = 2 * time.Second
+	DefaultStatsTimeout  = 5 * time.Second
+)
+
+// Ingester stores an event durably; duplicate reports an event whose key was
+// already stored (nothing new written). Returning store.ErrDuplicate is
+// treated the same as duplicate=true.
+type Ingester interface {
+	Ingest(ctx context.Context, ev event.Event) (duplicate bool, err error)
+}
+
+// Admin is what the admin API and the stats collector read and change;
+// the store backends satisfy it.
+type Admin interface {
+	List(ctx context.Context, f store.ListFilter) ([]event.Delivery, error)
+	Replay(ctx context.Context, r store.ReplayRequest) (int, error)
+	TargetStats(ctx context.Context) ([]store.TargetStats, error)
+}
+
+// Options configures a Server. Zero durations and sizes take the Default
+// constants; negative ones are rejected.
+type Options struct {
+	// Listen is the address of the public listener (":0" picks a port).
+	Listen string
+	// WebhookPath is where WAMM posts. With WebhookSecret set, the secret is
+	// accepted as {WebhookPath}/<secret> or {WebhookPath}?secret=<secret>.
+	WebhookPath   string
+	WebhookSecret string
+	MaxBodyBytes  int64
+	// AdminToken is the bearer token of /api/v1; empty disables the admin API.
+	AdminToken string
+	// TrustedProxies are the CIDRs (or IPs) whose X-Forwarded-For is
+	// believed; empty trusts none and uses the socket address.
+	TrustedProxies []string
+
+	ShutdownTimeout   time.Duration
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	// MaxInFlight caps concurrent webhook requests; beyond it a webhook gets
+	// 503 with Retry-After at once.
+	MaxInFlight int
+	// IngestTimeout bounds one Ingest call; must be below WriteTimeout.
+	IngestTimeout time.Duration
+	// ReadyTimeout bounds one Ready call of /readyz.
+	ReadyTimeout time.Duration
+	// StatsTimeout bounds one TargetStats call of a /metrics scrape.
+	StatsTimeout time.Duration
+
+	Ingester Ingester // required
+	// Admin serves the admin API (required when AdminToken is set) and feeds
+	// the stats collector (registered when Admin and Registerer are set).
+	Admin Admin
+	// Ready is /readyz's check (the store's Ping); nil checks nothing.
+	Ready func(ctx context.Context) error
+	// Targets are the configured target names, in configured order.
+	Targets []string
+
+	// Gatherer is served at /metrics; nil leaves /metrics unrouted.
+	Gatherer prometheus.Gatherer
+	// Registerer receives relay's metrics and the stats collector; nil
+	// registers nothing.
+	Registerer prometheus.Registerer
+
+	Logger logrus.FieldLogger // required
+	Now    func() time.Time   // nil means time.Now
+}
+
+func (o *Options) setDefaults() {
+	if o.WebhookPath == "" {
+		o.WebhookPath = DefaultWebhookPath
+	}
+	defaultInt64(&o.MaxBodyBytes, DefaultMaxBodyBytes)
+	defaultDuration(&o.ShutdownTimeout, DefaultShutdownTimeout)
+	defaultDuration(&o.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	defaultDuration(&o.ReadTimeout, DefaultReadTimeout)
+	defaultDuration(&o.WriteTimeout, DefaultWriteTimeout)
+	defaultDuration(&o.IdleTimeout, DefaultIdleTimeout)
+	defaultDuration(&o.IngestTimeout, DefaultIngestTimeout)
+	defaultDuration(&o.ReadyTimeout, DefaultReadyTimeout)
+	defaultDuration(&o.StatsTimeout, DefaultStatsTimeout)
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+func defaultDuration(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+func defaultInt64(v *int64, def int64) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// reservedPaths are served by relay itself; the webhook may not shadow them.
+var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/api"}
+
+func (o *Options) validate() error {
+	if o.Listen == "" {
+		return errors.New("relay options: Listen is required")
+	}
+	if o.Ingester == nil {
+		return errors.New("relay options: Ingester is required")
+	}
+	if o.Logger == nil {
+		return errors.New("relay options: Logger is required")
+	}
+	if o.AdminToken != "" && o.Admin == nil {
+		return errors.New("relay options: Admin is required when AdminToken is set")
+	}
+	p := o.WebhookPath
+	if !strings.HasPrefix(p, "/") || p == "/" || strings.HasSuffix(p, "/") || strings.ContainsAny(p, ":*?#") {
+		return fmt.Errorf("relay options: WebhookPath %q must start with /, not end with /, and hold no : * ? #", p)
+	}
+	for _, r := range reservedPaths {
+		if p == r || strings.HasPrefix(p, r+"/") {
+			return fmt.Errorf("relay options: WebhookPath %q collides with %s", p, r)
+		}
+	}
+	if o.WebhookSecret != "" && strings.Contains(o.WebhookSecret, "/") {
+		// A / cannot be matched as one path segment; say so without the value.
+		return errors.New("relay options: WebhookSecret must not contain /")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ShutdownTimeout", o.ShutdownTimeout}, {"ReadHeaderTimeout", o.ReadHeaderTimeout},
+		{"ReadTimeout", o.ReadTimeout}, {"WriteTimeout", o.WriteTimeout}, {"IdleTimeout", o.IdleTimeout},
+		{"IngestTimeout", o.IngestTimeout}, {"ReadyTimeout", o.ReadyTimeout}, {"StatsTimeout", o.StatsTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("relay options: %s must be positive, got %s", d.name, d.v)
+		}
+	}
+	if o.MaxBodyBytes < 0 {
+		return fmt.Errorf("relay options: MaxBodyBytes must be positive, got %d", o.MaxBodyBytes)
+	}
+	if o.MaxHeaderBytes < 0 {
+		return fmt.Errorf("relay options: MaxHeaderBytes must be positive, got %d", o.MaxHeaderBytes)
+	}
+	if o.MaxInFlight < 0 {
+		return fmt.Errorf("relay options: MaxInFlight must be positive, got %d", o.MaxInFlight)
+	}
+	if o.IngestTimeout >= o.WriteTimeout {
+		return fmt.Errorf("relay options: IngestTimeout (%s) must be below WriteTimeout (%s), or the answer to a slow ingest is lost",
+			o.IngestTimeout, o.WriteTimeout)
+	}
+	return nil
+}
+
+// Server is the relay's HTTP server.
+type Server struct {
+	opts    Options
+	log     logrus.FieldLogger
+	engine  *gin.Engine
+	srv     *http.Server
+	sem     chan struct{}
+	metrics *metrics
+
+	draining     atomic.Bool
+	readyFailing atomic.Bool
+
+	mu      sync.Mutex
+	ln      net.Listener
+	started bool
+}
+
+var ginModeOnce sync.Once
+
+// New validates opts, builds the routes and registers the metrics.
+func New(opts Options) (*Server, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	// Copy the slices the server keeps, so the caller cannot change them later.
+	opts.Targets = append([]string(nil), opts.Targets...)
+
+	ginModeOnce.Do(func() { gin.SetMode(gin.ReleaseMode) })
+
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		sem:     make(chan struct{}, opts.MaxInFlight),
+		metrics: newMetrics(),
+	}
+	if opts.Registerer != nil {
+		if err := s.metrics.register(opts.Registerer); err != nil {
+			return nil, err
+		}
+		if opts.Admin != nil {
+			sc := NewStatsCollector(opts.Admin, opts.Targets, opts.StatsTimeout, opts.Now)
+			if err := opts.Registerer.Register(sc); err != nil {
+				return nil, fmt.Errorf("register stats collector: %w", err)
+			}
+		}
+	}
+
+	engine, err := s.buildEngine()
+	if err != nil {
+		return nil, err
+	}
+	s.engine = engine
+	s.srv = &http.Server{
+		Handler:           engine,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		ReadTimeout:       opts.ReadTimeout,
+		WriteTimeout:      opts.WriteTimeout,
+		IdleTimeout:       opts.IdleTimeout,
+		MaxHeaderBytes:    opts.MaxHeaderBytes,
+		ErrorLog:          newServerErrorLog(s.log, s.redactLiteral),
+	}
+	return s, nil
+}
+
+func (s *Server) buildEngine() (*gin.Engine, error) {
+	e := gin.New()
+	// Strict routing: no redirects (a redirect of a POST is never what WAMM
+	// wants), and 405 rather than 404 for a known path with the wrong method.
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = true
+	if err := e.SetTrustedProxies(s.opts.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("relay options: TrustedProxies: %w", err)
+	}
+	// Our own access log instead of gin.Logger: the path carries the webhook
+	// secret, and gin's recovery dumps the request line.
+	e.Use(s.accessLog(), s.recovery())
+	e.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, errorBody("not found")) })
+	e.NoMethod(func(c *gin.Context) { c.JSON(http.StatusMethodNotAllowed, errorBody("method not allowed")) })
+
+	e.POST(s.opts.WebhookPath, s.handleWebhook)
+	if s.opts.WebhookSecret != "" {
+		e.POST(s.opts.WebhookPath+"/:secret", s.handleWebhook)
+	}
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"ok": true}) })
+	e.GET("/readyz", s.handleReadyz)
+	if s.opts.Gatherer != nil {
+		h := promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{})
+		e.GET("/metrics", gin.WrapH(h))
+	}
+	if s.opts.AdminToken != "" {
+		s.routeAdmin(e.Group("/api/v1", s.requireAdmin))
+	}
+	return e, nil
+}
+
+// Handler returns the server's routes, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Listen binds Options.Listen, so callers learn the port before Run. A
+// second call returns the same address.
+func (s *Server) Listen() (net.Addr, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return s.ln.Addr(), nil
+	}
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", s.opts.Listen, err)
+	}
+	s.ln = ln
+	return ln.Addr(), nil
+}
+
+// SetDraining makes /readyz answer 503 from now on.
+func (s *Server) SetDraining() {
+	if !s.draining.Swap(true) {
+		s.log.Info("draining: readiness now reports 503")
+	}
+}
+
+// Run serves until ctx ends (calling Listen if needed), then marks the
+// server draining and shuts it down, letting in-flight requests finish
+// within ShutdownTimeout. It returns nil on a clean drain.
+func (s *Server) Run(ctx context.Context) error {
+	if _, err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("run http server: already run")
+	}
+	s.started = true
+	ln := s.ln
+	s.mu.Unlock()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.srv.Serve(ln) }()
+	s.log.WithField("addr", ln.Addr().String()).Info("http server listening")
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+
+	s.SetDraining()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	err := s.srv.Shutdown(shutdownCtx)
+	if sErr := <-serveErr; sErr != nil && !errors.Is(sErr, http.ErrServerClosed) && err == nil {
+		err = sErr
+	}
+	if err != nil {
+		// Requests still running past the bound are cut off.
+		_ = s.srv.Close()
+		return fmt.Errorf("drain http server: %w", err)
+	}
+	s.log.Info("http server drained")
+	return nil
+}
+
+func (s *Server) handleReadyz(c *gin.Context) {
+	if s.draining.Load() {
+		c.JSON(http.StatusServiceUnavailable, errorBody("draining"))
+		return
+	}
+	if s.opts.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), s.opts.ReadyTimeout)
+		err := s.opts.Ready(ctx)
+		cancel()
+		if err != nil {
+			// Probes come every few seconds: log the change, not every probe.
+			if !s.readyFailing.Swap(true) {
+				s.log.WithError(err).Warn("readiness failing: store unreachable")
+			}
+			c.JSON(http.StatusServiceUnavailable, errorBody("store unreachable"))
+			return
+		}
+		if s.readyFailing.Swap(false) {
+			s.log.Info("readiness recovered: store reachable")
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+type errorResponse struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error"`
+}
+
+func errorBody(msg string) errorResponse { return errorResponse{OK: false, Error: msg} }

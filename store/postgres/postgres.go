@@ -1,0 +1,281 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sirupsen/logrus"
+
+	"github.com/wamm-relay/wamm-relay/store"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultMaxConns        = 16
+	DefaultMaxBatch        = 256
+	DefaultCommitters      = 4
+	DefaultCommitTimeout   = 10 * time.Second
+	DefaultReconnectMax    = 5 * time.Second
+	DefaultApplicationName = "wamm-relay"
+)
+
+// Options configures Open.
+type Options struct {
+	// DSN is a PostgreSQL URL or key=value string. Its search_path decides
+	// the schema the relay's tables live in; application_name defaults to
+	// DefaultApplicationName.
+	DSN    string
+	Logger logrus.FieldLogger
+	// MaxConns caps the pool; 0 means DefaultMaxConns unless the DSN sets
+	// pool_max_conns. The wake listener and each held leader lock use one
+	// connection more each, outside the pool.
+	MaxConns int32
+	// MaxBatch is the most ingests one group commit writes.
+	MaxBatch int
+	// Committers is how many group commits may run at once.
+	Committers int
+	// CommitTimeout bounds one group commit.
+	CommitTimeout time.Duration
+	// ReconnectMax caps the backoff between attempts to re-establish the
+	// wake listener's connection.
+	ReconnectMax time.Duration
+	// Now is the clock for the timestamps the store sets itself.
+	Now func() time.Time
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.DSN == "":
+		return errors.New("postgres options: DSN is empty")
+	case o.Logger == nil:
+		return errors.New("postgres options: Logger is nil")
+	case o.MaxConns < 0:
+		return fmt.Errorf("postgres options: MaxConns is negative (%d)", o.MaxConns)
+	case o.MaxBatch < 0:
+		return fmt.Errorf("postgres options: MaxBatch is negative (%d)", o.MaxBatch)
+	case o.Committers < 0:
+		return fmt.Errorf("postgres options: Committers is negative (%d)", o.Committers)
+	case o.CommitTimeout < 0:
+		return fmt.Errorf("postgres options: CommitTimeout is negative (%s)", o.CommitTimeout)
+	case o.ReconnectMax < 0:
+		return fmt.Errorf("postgres options: ReconnectMax is negative (%s)", o.ReconnectMax)
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Committers == 0 {
+		o.Committers = DefaultCommitters
+	}
+	if o.CommitTimeout == 0 {
+		o.CommitTimeout = DefaultCommitTimeout
+	}
+	if o.ReconnectMax == 0 {
+		o.ReconnectMax = DefaultReconnectMax
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Store is the PostgreSQL outbox. It is safe for concurrent use, and several
+// Stores (in one process or many) may share one schema.
+type Store struct {
+	pool    *pgxpool.Pool
+	connCfg *pgx.ConnConfig // for the connections kept outside the pool
+	log     logrus.FieldLogger
+	now     func() time.Time
+	opts    Options
+	schema  string
+	channel string // NOTIFY channel of this schema
+
+	batcher *store.Batcher
+	signal  *store.Signal
+	closed  atomic.Bool
+
+	stopListen context.CancelFunc
+	wg         sync.WaitGroup
+	// listenCheck and sessionCheck copy listenCheckInterval and
+	// sessionCheckTimeout at Open.
+	listenCheck, sessionCheck time.Duration
+	// listenGen counts successful LISTENs, so tests can tell the listener
+	// came back after its connection was killed.
+	listenGen atomic.Int64
+
+	leaderMu sync.Mutex
+	leaders  map[string]*leaderLock
+	closeMu  sync.Mutex
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects, applies pending migrations (serialised across instances by
+// an advisory lock) and starts the wake listener. The schema named first in
+// the DSN's search_path must exist.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+
+	cfg, err := pgxpool.ParseConfig(opts.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres dsn: %w", err)
+	}
+	switch {
+	case opts.MaxConns > 0:
+		cfg.MaxConns = opts.MaxConns
+	case !strings.Contains(opts.DSN, "pool_max_conns"):
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = DefaultApplicationName
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create postgres pool: %w", err)
+	}
+	s, err := open(ctx, pool, cfg.ConnConfig.Copy(), opts)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts Options) (*Store, error) {
+	var schema *string
+	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	if schema == nil {
+		return nil, fmt.Errorf("connect to postgres: %w", errNoSchema)
+	}
+	if err := migrate(ctx, pool, *schema); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		pool:    pool,
+		connCfg: connCfg,
+		log:     opts.Logger,
+		now:     opts.Now,
+		opts:    opts,
+		schema:  *schema,
+		channel: wakeChannel(*schema),
+		signal:  store.NewSignal(),
+		leaders: make(map[string]*leaderLock),
+
+		listenCheck:  listenCheckInterval,
+		sessionCheck: sessionCheckTimeout,
+	}
+	// LISTEN before Open returns, so an ingest on another instance right
+	// after Open already wakes this one. If it fails, the listener keeps
+	// trying in the background.
+	first, err := s.connectListener(ctx)
+	if err != nil {
+		s.log.WithError(err).Warn("wake listener not connected yet; retrying in the background")
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	s.stopListen = cancel
+	s.wg.Add(1)
+	go s.runListener(lctx, first)
+
+	s.batcher = store.NewBatcher(s.commitBatch, opts.MaxBatch, opts.Committers)
+	return s, nil
+}
+
+// Schema is the schema the store's tables live in.
+func (s *Store) Schema() string { return s.schema }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping postgres: %w", err)
+	}
+	return nil
+}
+
+// Wake returns a channel closed when new work may be due: after an ingest or
+// replay commits on this Store, or a NOTIFY arrives from another one on the
+// same schema, or the listener reconnects after losing its connection.
+func (s *Store) Wake() <-chan struct{} { return s.signal.Wait() }
+
+// Close commits queued ingests, stops the listener, releases leader locks
+// (by ending their sessions) and closes the pool. It is safe to call twice.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.batcher.Close()
+	s.stopListen()
+	s.wg.Wait()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	s.leaderMu.Lock()
+	for name, l := range s.leaders {
+		// Unlock before closing: the server ends a closed session
+		// asynchronously, and another instance should not have to wait
+		// for that to take over.
+		if l.held {
+			if _, err := l.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
+				s.log.WithError(err).WithField("lock", name).Warn("unlock leader lock; closing its session instead")
+			}
+		}
+		if err := l.conn.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("release leader lock %q: %w", name, err))
+		}
+		delete(s.leaders, name)
+	}
+	s.leaderMu.Unlock()
+	s.pool.Close()
+	return errors.Join(errs...)
+}
+
+// lockID is the advisory lock key for name within schema. Advisory locks are
+// per database, so the schema keeps relays sharing a database apart.
+func lockID(schema, name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("wamm-relay\x00" + schema + "\x00" + name))
+	return int64(h.Sum64())
+}
+
+// wakeChannel is the NOTIFY channel for schema. Channel names are
+// identifiers (at most 63 bytes); a long schema name is hashed.
+func wakeChannel(schema string) string {
+	const prefix = "wamm_relay_wake_"
+	if len(prefix)+len(schema) <= 63 {
+		return prefix + schema
+	}
+	h := fnv.New64a()
+	h.Write([]byte(schema))
+	return fmt.Sprintf("%s%016x", prefix, h.Sum64())
+}
+
+// wakeAll wakes this instance's waiters after a commit that queued work. The
+// other instances learn of it through the NOTIFY sent in that transaction.
+func (s *Store) wakeAll() { s.signal.Notify() }
+
+func (s *Store) nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return s.now()
+	}
+	return t
+}

@@ -1,0 +1,230 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/store"
+)
+
+// List returns the deliveries matching f, newest (highest id) first, with
+// their bodies.
+func (s *Store) List(ctx context.Context, f store.ListFilter) ([]event.Delivery, error) {
+	if err := s.open("list deliveries"); err != nil {
+		return nil, err
+	}
+	var (
+		where []string
+		args  []any
+	)
+	if f.Status != "" {
+		where = append(where, "d.status = ?")
+		args = append(args, string(f.Status))
+	}
+	if f.Target != "" {
+		where = append(where, "d.target = ?")
+		args = append(args, f.Target)
+	}
+	if f.BeforeID > 0 {
+		where = append(where, "d.id < ?")
+		args = append(args, f.BeforeID)
+	}
+	q := `SELECT ` + deliveryCols + ` FROM deliveries d JOIN events e ON e.id = d.event_id`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY d.id DESC"
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, s.fail("list deliveries", err)
+	}
+	out, err := scanDeliveries(rows)
+	if err != nil {
+		return nil, s.fail("list deliveries", err)
+	}
+	return out, nil
+}
+
+// Replay puts dead or delivered deliveries back to pending, due at r.Now
+// (the wall clock when zero), with no attempts and no lease. r.IDs, r.Target
+// and r.Status all narrow the selection; without IDs, Status must be dead or
+// delivered. Pending deliveries are never touched.
+func (s *Store) Replay(ctx context.Context, r store.ReplayRequest) (int, error) {
+	if err := s.open("replay deliveries"); err != nil {
+		return 0, err
+	}
+	switch {
+	case r.Status != "" && r.Status != event.StatusDead && r.Status != event.StatusDelivered:
+		return 0, fmt.Errorf("replay deliveries: status %q is not dead or delivered", r.Status)
+	case len(r.IDs) == 0 && r.Status == "":
+		return 0, errors.New("replay deliveries: give ids or a status (dead or delivered)")
+	}
+	now := ms(nowOr(r.Now))
+
+	base := `
+		UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?,
+			lease_owner = NULL, lease_until = NULL, delivered_at = NULL
+		WHERE status IN ('dead', 'delivered')`
+	baseArgs := []any{now, now}
+	if r.Status != "" {
+		base += " AND status = ?"
+		baseArgs = append(baseArgs, string(r.Status))
+	}
+	if r.Target != "" {
+		base += " AND target = ?"
+		baseArgs = append(baseArgs, r.Target)
+	}
+
+	moved := 0
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		exec := func(q string, args []any) error {
+			res, err := tx.ExecContext(ctx, q, args...)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			moved += int(n)
+			return nil
+		}
+		if len(r.IDs) == 0 {
+			return exec(base, baseArgs)
+		}
+		for _, chunk := range chunks(r.IDs) {
+			args := append([]any{}, baseArgs...)
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			if err := exec(base+" AND id IN ("+inList(len(chunk))+")", args); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, s.fail("replay deliveries", err)
+	}
+	if moved > 0 {
+		s.wake.Notify()
+	}
+	return moved, nil
+}
+
+// TargetStats returns the counts of every target that has a delivery,
+// sorted by target, read in one consistent snapshot.
+func (s *Store) TargetStats(ctx context.Context) ([]store.TargetStats, error) {
+	if err := s.open("read target stats"); err != nil {
+		return nil, err
+	}
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, s.fail("read target stats", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	out, err := readTargetStats(ctx, tx)
+	if err != nil {
+		return nil, s.fail("read target stats", err)
+	}
+	return out, nil
+}
+
+func readTargetStats(ctx context.Context, tx *sql.Tx) ([]store.TargetStats, error) {
+	var out []store.TargetStats
+	index := map[string]int{}
+
+	// Counts come from the (target, status, id) index alone.
+	rows, err := tx.QueryContext(ctx, `
+		SELECT target, status, COUNT(*) FROM deliveries
+		GROUP BY target, status ORDER BY target`)
+	if err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			target, status string
+			n              int
+		)
+		if err := rows.Scan(&target, &status, &n); err != nil {
+			return nil, fmt.Errorf("scan delivery counts: %w", err)
+		}
+		i, ok := index[target]
+		if !ok {
+			i = len(out)
+			index[target] = i
+			out = append(out, store.TargetStats{Target: target})
+		}
+		switch event.Status(status) {
+		case event.StatusPending:
+			out[i].Pending = n
+		case event.StatusDelivered:
+			out[i].Delivered = n
+		case event.StatusDead:
+			out[i].Dead = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+
+	rows, err = tx.QueryContext(ctx, `
+		SELECT target, MIN(created_at) FROM deliveries
+		WHERE status = 'pending' GROUP BY target`)
+	if err != nil {
+		return nil, fmt.Errorf("find oldest pending: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			target string
+			oldest sql.NullInt64
+		)
+		if err := rows.Scan(&target, &oldest); err != nil {
+			return nil, fmt.Errorf("scan oldest pending: %w", err)
+		}
+		if i, ok := index[target]; ok {
+			out[i].OldestPending = fromMS(oldest)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find oldest pending: %w", err)
+	}
+
+	// SQLite returns the bare column last_error from the row holding the
+	// MAX; ties go to whichever such row it meets first.
+	rows, err = tx.QueryContext(ctx, `
+		SELECT target, last_error, MAX(last_error_at) FROM deliveries
+		WHERE last_error_at IS NOT NULL GROUP BY target`)
+	if err != nil {
+		return nil, fmt.Errorf("find last errors: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			target, lastErr string
+			errAt           sql.NullInt64
+		)
+		if err := rows.Scan(&target, &lastErr, &errAt); err != nil {
+			return nil, fmt.Errorf("scan last error: %w", err)
+		}
+		if i, ok := index[target]; ok {
+			out[i].LastError = lastErr
+			out[i].LastErrorAt = fromMS(errAt)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find last errors: %w", err)
+	}
+	return out, nil
+}

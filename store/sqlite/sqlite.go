@@ -1,0 +1,268 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/wamm-relay/wamm-relay/store"
+)
+
+const (
+	// DefaultBusyTimeout is how long a connection waits for a lock another
+	// process holds on the file before failing with SQLITE_BUSY.
+	DefaultBusyTimeout = 5 * time.Second
+	// DefaultMaxBatch is how many ingests at most share one transaction.
+	DefaultMaxBatch = 256
+
+	// commitTimeout bounds one group commit: the batcher commits on a
+	// background context, and a wedged disk must fail the waiting webhooks
+	// (503, WAMM retries) rather than hang them.
+	commitTimeout = 30 * time.Second
+	// readConns is the size of the read pool; WAL lets readers run beside
+	// the one writer.
+	readConns = 4
+	// idChunk caps the ids bound into one IN (...) list.
+	idChunk = 500
+)
+
+// Options configures Open.
+type Options struct {
+	// Path is the database file. Its directory is created when missing.
+	Path string
+	// Logger receives the store's few log lines (migrations, open).
+	Logger logrus.FieldLogger
+	// BusyTimeout is how long to wait on a lock held by another process;
+	// zero means DefaultBusyTimeout.
+	BusyTimeout time.Duration
+	// MaxBatch caps the ingests per group commit; zero means DefaultMaxBatch.
+	MaxBatch int
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.Path == "":
+		return errors.New("sqlite options: Path is empty")
+	case strings.HasPrefix(o.Path, ":memory:") || strings.HasPrefix(o.Path, "file:"):
+		return fmt.Errorf("sqlite options: Path %q must be a plain file path", o.Path)
+	case strings.ContainsRune(o.Path, '?'):
+		return fmt.Errorf("sqlite options: Path %q must not contain '?'", o.Path)
+	case o.Logger == nil:
+		return errors.New("sqlite options: Logger is nil")
+	case o.BusyTimeout < 0:
+		return fmt.Errorf("sqlite options: BusyTimeout %s is negative", o.BusyTimeout)
+	case o.MaxBatch < 0:
+		return fmt.Errorf("sqlite options: MaxBatch %d is negative", o.MaxBatch)
+	}
+	return nil
+}
+
+// Store is the SQLite outbox. It is safe for concurrent use.
+type Store struct {
+	log   logrus.FieldLogger
+	w     *sql.DB // exactly one connection: every write, in order
+	r     *sql.DB // read pool for List, stats and lookups
+	batch *store.Batcher
+	wake  *store.Signal
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at opts.Path and migrates its
+// schema to the latest version.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.BusyTimeout == 0 {
+		opts.BusyTimeout = DefaultBusyTimeout
+	}
+	if opts.MaxBatch == 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o750); err != nil {
+		return nil, fmt.Errorf("create store directory: %w", err)
+	}
+
+	w, err := sql.Open("sqlite", dsn(opts.Path, opts.BusyTimeout, false))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite writer: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w, opts.Logger); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("migrate %s: %w", opts.Path, err)
+	}
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("read journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		opts.Logger.WithField("journal_mode", mode).Warn("sqlite store is not in WAL mode; readers will wait for writers")
+	}
+
+	r, err := sql.Open("sqlite", dsn(opts.Path, opts.BusyTimeout, true))
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open sqlite readers: %w", err)
+	}
+	r.SetMaxOpenConns(readConns)
+	r.SetMaxIdleConns(readConns)
+	if err := r.PingContext(ctx); err != nil {
+		_ = w.Close()
+		_ = r.Close()
+		return nil, fmt.Errorf("open sqlite readers: %w", err)
+	}
+
+	s := &Store{log: opts.Logger, w: w, r: r, wake: store.NewSignal()}
+	s.batch = store.NewBatcher(s.commitIngest, opts.MaxBatch, 1)
+	return s, nil
+}
+
+// dsn builds a modernc.org/sqlite DSN. Every connection gets the busy
+// timeout and foreign keys; the writer also turns on WAL, makes every commit
+// durable (synchronous=FULL: the webhook's 200 waits for the fsync) and
+// starts transactions with BEGIN IMMEDIATE, so a transaction that reads
+// before it writes cannot fail halfway on a lock upgrade.
+func dsn(path string, busy time.Duration, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(FULL)")
+		q.Set("_txlock", "immediate")
+	}
+	return path + "?" + q.Encode()
+}
+
+// Close commits the ingests already queued, then closes the database. Later
+// calls of any method fail with store.ErrClosed; Close itself is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.batch.Close()
+		s.closeErr = errors.Join(s.w.Close(), s.r.Close())
+		if s.closeErr != nil {
+			s.closeErr = fmt.Errorf("close sqlite store: %w", s.closeErr)
+		}
+	})
+	return s.closeErr
+}
+
+// Ping checks that both pools can reach the file.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.open("ping store"); err != nil {
+		return err
+	}
+	if err := s.w.PingContext(ctx); err != nil {
+		return s.fail("ping store writer", err)
+	}
+	if err := s.r.PingContext(ctx); err != nil {
+		return s.fail("ping store readers", err)
+	}
+	return nil
+}
+
+// HoldLeader always holds: an embedded store has one instance.
+func (s *Store) HoldLeader(_ context.Context, _ string) (bool, error) {
+	if err := s.open("hold leader lock"); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Wake returns the channel the next committed ingest or replay closes.
+func (s *Store) Wake() <-chan struct{} { return s.wake.Wait() }
+
+// open returns ErrClosed, wrapped with op, once Close has begun.
+func (s *Store) open(op string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%s: %w", op, store.ErrClosed)
+	}
+	return nil
+}
+
+// fail wraps err with op; a call racing Close reports ErrClosed rather than
+// database/sql's "database is closed".
+func (s *Store) fail(op string, err error) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%s: %w", op, store.ErrClosed)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// writeTx runs fn in one write transaction (BEGIN IMMEDIATE) on the writer
+// connection. fn must use only tx: the writer has a single connection.
+func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
+
+// ms stores a time as unix milliseconds.
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// fromMS reads unix milliseconds back; NULL reads as the zero time.
+func fromMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64).UTC()
+}
+
+// nowOr returns t, or the wall clock when t is zero.
+func nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+// inList returns "?,?,?" for n parameters.
+func inList(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// chunks splits ids into slices of at most idChunk.
+func chunks[T any](v []T) [][]T {
+	var out [][]T
+	for len(v) > idChunk {
+		out = append(out, v[:idChunk])
+		v = v[idChunk:]
+	}
+	if len(v) > 0 {
+		out = append(out, v)
+	}
+	return out
+}
