@@ -146,6 +146,9 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, fmt.Errorf("build dispatcher: %w", err)
 	}
 
+	// An ingest must end before the write deadline, or its answer is lost:
+	// a short write_timeout shortens it (relay would reject the config).
+	ingestTimeout := min(relay.DefaultIngestTimeout, cfg.Server.WriteTimeout.Duration*4/5)
 	a.server, err = relay.New(relay.Options{
 		Listen:            cfg.Server.Listen,
 		WebhookPath:       cfg.Server.WebhookPath,
@@ -160,6 +163,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		IdleTimeout:       cfg.Server.IdleTimeout.Duration,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		MaxInFlight:       cfg.Server.MaxInFlight,
+		IngestTimeout:     ingestTimeout,
 		Ingester:          cache,
 		Admin:             st,
 		Ready:             st.Ping,

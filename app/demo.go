@@ -157,7 +157,9 @@ func RunDemo(ctx context.Context, opts DemoOptions) (DemoSummary, error) {
 	cfg.Store.DSN = filepath.Join(dir, "relay.db")
 	cfg.WAMM.APIURL = api.URL + "/api2"
 	cfg.WAMM.Token = token
-	cfg.Reconcile.Interval = config.D(2 * time.Second)
+	// Much shorter than production, so a few seconds of demo show gaps
+	// being filled.
+	cfg.Reconcile.Interval = config.D(time.Second)
 	cfg.Reconcile.Grace = config.D(time.Second)
 	cfg.Reconcile.BackfillOnStart = true
 	cfg.Delivery.BackoffInitial = config.D(100 * time.Millisecond)
@@ -203,18 +205,49 @@ func RunDemo(ctx context.Context, opts DemoOptions) (DemoSummary, error) {
 		return s
 	}
 	start := time.Now()
-	report := func(prefix string) DemoSummary {
+	report := func() {
 		s := summarize()
-		fmt.Fprintf(opts.Out, "%s%5.1fs  WAMM: %d messages, %d webhooks sent, %d lost | relay: %d received, %d duplicates, %d reconciled |",
-			prefix, time.Since(start).Seconds(), s.Messages, s.WebhooksSent, s.WebhooksDropped, s.Received, s.Duplicates, s.Reconciled)
+		fmt.Fprintf(opts.Out, "%5.1fs  WAMM %d msgs, %d webhooks (%d lost) | relay %d received, %d dup, %d reconciled",
+			time.Since(start).Seconds(), s.Messages, s.WebhooksSent, s.WebhooksDropped, s.Received, s.Duplicates, s.Reconciled)
 		for _, t := range s.Targets {
-			fmt.Fprintf(opts.Out, " %s: %d delivered (%d webhook, %d reconcile, %d retried)", t.Name, t.Delivered, t.FromWebhook, t.FromReconcile, t.FailedOnPurpose)
+			fmt.Fprintf(opts.Out, " | %s %d (%d via reconcile", t.Name, t.Delivered, t.FromReconcile)
+			if t.FailedOnPurpose > 0 {
+				fmt.Fprintf(opts.Out, ", %d failed and retried", t.FailedOnPurpose)
+			}
+			fmt.Fprint(opts.Out, ")")
 		}
 		fmt.Fprintln(opts.Out)
-		return s
+	}
+	final := func(s DemoSummary) {
+		fmt.Fprintf(opts.Out, "\nsummary after %.1fs:\n", time.Since(start).Seconds())
+		fmt.Fprintf(opts.Out, "  %-10s %d messages, %d webhooks sent, %d lost on purpose\n", "WAMM", s.Messages, s.WebhooksSent, s.WebhooksDropped)
+		fmt.Fprintf(opts.Out, "  %-10s %d events from webhooks, %d duplicates, %d found by the reconciler\n", "relay", s.Received, s.Duplicates, s.Reconciled)
+		for _, t := range s.Targets {
+			fmt.Fprintf(opts.Out, "  %-10s %d delivered (%d from webhooks, %d from the reconciler), %d failed on purpose and retried\n",
+				t.Name, t.Delivered, t.FromWebhook, t.FromReconcile, t.FailedOnPurpose)
+		}
+		if len(s.MissingAtCRM) > 0 {
+			fmt.Fprintf(opts.Out, "%d message(s) not yet at crm (lost within the last %s, before the next poll): %s\n",
+				len(s.MissingAtCRM), cfg.Reconcile.Interval.Duration+cfg.Reconcile.Grace.Duration, strings.Join(s.MissingAtCRM, ", "))
+		} else {
+			fmt.Fprintf(opts.Out, "every one of the %d messages reached crm, although %d webhooks were lost\n", s.Messages, s.WebhooksDropped)
+		}
 	}
 
-	// Traffic stops a little before the relay so the last gaps get filled.
+	// With a fixed duration, traffic stops a little before the relay, so the
+	// webhooks lost last are still found and delivered before the end.
+	var trafficEnd <-chan time.Time
+	if opts.Duration > 0 {
+		settle := cfg.Reconcile.Interval.Duration + cfg.Reconcile.Grace.Duration + time.Second
+		trafficFor := opts.Duration / 2
+		if opts.Duration > 2*settle {
+			trafficFor = opts.Duration - settle
+		}
+		t := time.NewTimer(trafficFor)
+		defer t.Stop()
+		trafficEnd = t.C
+	}
+
 	runCtx, stopRelay := context.WithCancel(context.Background())
 	defer stopRelay()
 	var g run.Group
@@ -232,20 +265,19 @@ func RunDemo(ctx context.Context, opts DemoOptions) (DemoSummary, error) {
 				return nil
 			case <-traffic.C:
 				account.TrafficStep()
+			case <-trafficEnd:
+				traffic.Stop()
+				fmt.Fprintf(opts.Out, "%5.1fs  traffic stopped; the relay keeps running so the reconciler can fill the last gaps\n",
+					time.Since(start).Seconds())
 			case <-ticker.C:
-				report("")
+				report()
 			}
 		}
 	}, func(error) {})
 	err = g.Run()
-	final := report("final ")
-	if len(final.MissingAtCRM) > 0 {
-		fmt.Fprintf(opts.Out, "%d message(s) not yet at crm (lost in the last %s, before the next poll): %s\n",
-			len(final.MissingAtCRM), cfg.Reconcile.Interval.Duration+cfg.Reconcile.Grace.Duration, strings.Join(final.MissingAtCRM, ", "))
-	} else {
-		fmt.Fprintf(opts.Out, "every one of the %d messages reached crm, including the %d whose webhook was lost\n", final.Messages, final.WebhooksDropped)
-	}
-	return final, err
+	summary := summarize()
+	final(summary)
+	return summary, err
 }
 
 // counterValue reads one labelled counter from a registry (0 if absent).

@@ -208,6 +208,7 @@ var badCases = []struct {
 	{"listen_empty.toml", "server.listen", ErrRequired},
 	{"webhook_path_relative.toml", "server.webhook_path", ErrInvalid},
 	{"webhook_path_trailing_slash.toml", "server.webhook_path", ErrInvalid},
+	{"webhook_secret_slash.toml", "server.webhook_secret", ErrInvalid},
 	{"webhook_path_param.toml", "server.webhook_path", ErrInvalid},
 	{"webhook_path_reserved.toml", "server.webhook_path", ErrInvalid},
 	{"max_body_negative.toml", "server.max_body_bytes", ErrOutOfRange},

@@ -68,6 +68,9 @@ func (s *Server) validate(p *problems) {
 	validateWebhookPath(p, "server.webhook_path", s.WebhookPath)
 	if strings.ContainsFunc(s.WebhookSecret, isSpaceOrControl) {
 		p.add("server.webhook_secret", masked, ErrInvalid, "must not contain spaces or control characters")
+	} else if strings.ContainsAny(s.WebhookSecret, "/?#%") {
+		// It travels as one URL path segment: these would split or escape it.
+		p.add("server.webhook_secret", masked, ErrInvalid, "must not contain / ? # or %%")
 	}
 	if s.MaxBodyBytes <= 0 || s.MaxBodyBytes > maxMaxBodyBytes {
 		p.add("server.max_body_bytes", strconv.FormatInt(s.MaxBodyBytes, 10), ErrOutOfRange, "must be between 1 and %d", maxMaxBodyBytes)

@@ -60,6 +60,9 @@ func New(opts Options) (*Cache, error) {
 			Help: "Event keys looked up in the in-memory dedup cache, by result (hit answers a duplicate without the store).",
 		}, []string{"result"}),
 	}
+	// Both series exist from the start, so a hit ratio is defined at once.
+	c.lookups.WithLabelValues("hit")
+	c.lookups.WithLabelValues("miss")
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(c.lookups); err != nil {
 			return nil, fmt.Errorf("dedup: register metrics: %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -390,32 +391,76 @@ func covered(c *candidate, known map[string]store.KnownMessage) bool {
 }
 
 // settle drops the candidates the store now knows and ingests those whose
-// grace period is over, oldest first, through the webhook dedup path.
+// grace period is over through the webhook dedup path: messages first, then
+// statuses, so a message reaches targets no later than its status. Within
+// each wave the ingests run concurrently, so the store's group commit writes
+// a burst of gaps in a few transactions instead of one commit per event.
 func (r *Reconciler) settle(ctx context.Context, cands []*candidate, known map[string]store.KnownMessage, now time.Time, rep *Report) *passError {
 	slices.SortFunc(cands, func(a, b *candidate) int {
 		return cmp.Or(a.firstSeen.Compare(b.firstSeen), cmp.Compare(kindOrder(a.kind), kindOrder(b.kind)), cmp.Compare(a.key, b.key))
 	})
+	var msgs, states []*candidate
 	for _, c := range cands {
-		if covered(c, known) {
+		switch {
+		case covered(c, known):
 			r.drop(c.key)
 			rep.ArrivedInGrace++
-			continue
+		case now.Before(c.deadline(r.opts.Grace)):
+		case c.kind == event.KindMsg:
+			msgs = append(msgs, c)
+		default:
+			states = append(states, c)
 		}
-		if now.Before(c.deadline(r.opts.Grace)) {
-			continue
+	}
+	for _, wave := range [][]*candidate{msgs, states} {
+		if perr := r.ingestWave(ctx, wave, now, rep); perr != nil {
+			return perr
 		}
-		var ev event.Event
+	}
+	return nil
+}
+
+// ingestConcurrency bounds the concurrent ingests of one wave.
+const ingestConcurrency = 32
+
+// ingestWave ingests ready candidates concurrently, then records the results
+// in order. A store failure stops the pass after the wave; what was ingested
+// before it is still counted and forgotten.
+func (r *Reconciler) ingestWave(ctx context.Context, wave []*candidate, now time.Time, rep *Report) *passError {
+	type result struct {
+		ev  event.Event
+		dup bool
+		err error
+	}
+	results := make([]result, len(wave))
+	sem := make(chan struct{}, ingestConcurrency)
+	var wg sync.WaitGroup
+	for i, c := range wave {
 		if c.kind == event.KindMsg {
-			ev = wamm.MessageEvent(c.msg, now)
+			results[i].ev = wamm.MessageEvent(c.msg, now)
 		} else {
-			ev = wamm.StateEvent(c.msg, now)
+			results[i].ev = wamm.StateEvent(c.msg, now)
 		}
-		dup, err := r.opts.Ingester.Ingest(ctx, ev)
-		if err != nil {
-			return storeError("ingest missed event", err)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i].dup, results[i].err = r.opts.Ingester.Ingest(ctx, results[i].ev)
+		}()
+	}
+	wg.Wait()
+
+	var firstErr error
+	for i, c := range wave {
+		res := results[i]
+		if res.err != nil {
+			if firstErr == nil {
+				firstErr = res.err
+			}
+			continue
 		}
 		r.drop(c.key)
-		if dup {
+		if res.dup {
 			rep.Duplicates++
 			continue
 		}
@@ -426,11 +471,14 @@ func (r *Reconciler) settle(ctx context.Context, cands []*candidate, known map[s
 		}
 		r.metrics.gapsFilled.WithLabelValues(string(c.kind)).Inc()
 		r.log.WithFields(logrus.Fields{
-			"event_key":   string(ev.Key),
+			"event_key":   string(res.ev.Key),
 			"kind":        string(c.kind),
 			"first_seen":  c.firstSeen.UTC().Format(time.RFC3339),
 			"unknown_for": now.Sub(c.firstSeen).Round(time.Millisecond).String(),
 		}).Info("reconcile: ingested an event the webhooks missed")
+	}
+	if firstErr != nil {
+		return storeError("ingest missed event", firstErr)
 	}
 	return nil
 }

@@ -167,20 +167,27 @@ func TestClientIPHonoursTrustedProxies(t *testing.T) {
 	tests := []struct {
 		name    string
 		trusted []string
+		xff     string
 		want    string
 	}{
-		{name: "no trusted proxies: the socket address", trusted: nil, want: "127.0.0.1"},
-		{name: "loopback trusted: X-Forwarded-For", trusted: []string{"127.0.0.0/8"}, want: "203.0.113.9"},
+		{name: "no trusted proxies: the socket address", trusted: nil, xff: "203.0.113.9", want: "127.0.0.1"},
+		{name: "loopback trusted: X-Forwarded-For", trusted: []string{"127.0.0.0/8"}, xff: "203.0.113.9", want: "203.0.113.9"},
+		{name: "another network trusted: the socket address", trusted: []string{"10.0.0.0/8"}, xff: "203.0.113.9", want: "127.0.0.1"},
+		{name: "spoofed left entry: the first untrusted hop from the right", trusted: []string{"127.0.0.1"},
+			xff: "198.51.100.66, 203.0.113.9", want: "203.0.113.9"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, func(o *relay.Options) { o.TrustedProxies = tc.trusted })
 			resp := h.do(t, http.MethodPost, "/webhook/"+testSecret,
-				http.Header{"X-Forwarded-For": {"203.0.113.9"}}, strings.NewReader(msgBody))
+				http.Header{"X-Forwarded-For": {tc.xff}}, strings.NewReader(msgBody))
 			require.Equal(t, 200, resp.status)
 			lines := h.logs.find(t, "event.received")
 			require.Len(t, lines, 1)
 			require.Equal(t, tc.want, lines[0]["client_ip"])
+			access := h.logs.find(t, "http.request")
+			require.Len(t, access, 1)
+			require.Equal(t, tc.want, access[0]["client_ip"], "the access log uses the same client IP")
 		})
 	}
 }

@@ -69,7 +69,8 @@ func networkCode(err error) string {
 		}
 		return CodeDNS
 	case errors.As(err, &verifyErr), errors.As(err, &authErr), errors.As(err, &hostErr),
-		errors.As(err, &invalidErr), errors.As(err, &recErr), errors.As(err, &alertErr):
+		errors.As(err, &invalidErr), errors.As(err, &recErr), errors.As(err, &alertErr),
+		errors.Is(err, http.ErrSchemeMismatch):
 		return CodeTLS
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT),
 		errors.As(err, &netErr) && netErr.Timeout():

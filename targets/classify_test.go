@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"syscall"
@@ -64,6 +65,7 @@ func TestClassify(t *testing.T) {
 		{"tls expired", 0, urlErr(x509.CertificateInvalidError{Reason: x509.Expired, Cert: &x509.Certificate{}}), event.ResultRetry, CodeTLS},
 		{"tls alert", 0, urlErr(tls.AlertError(40)), event.ResultRetry, CodeTLS},
 		{"tls to plain http server", 0, urlErr(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), event.ResultRetry, CodeTLS},
+		{"https url, plain http server", 0, urlErr(http.ErrSchemeMismatch), event.ResultRetry, CodeTLS},
 		{"connection reset", 0, urlErr(&net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}), event.ResultRetry, CodeConnectionReset},
 		{"broken pipe", 0, urlErr(&net.OpError{Op: "write", Err: os.NewSyscallError("write", syscall.EPIPE)}), event.ResultRetry, CodeConnectionReset},
 		{"closed without answer", 0, urlErr(io.EOF), event.ResultRetry, CodeConnectionReset},

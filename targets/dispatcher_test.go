@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -77,7 +78,16 @@ func TestRequestCarriesHeadersAndExactBody(t *testing.T) {
 	require.Equal(t, 1.0, metric(t, h.reg, "wamm_relay_delivery_request_duration_seconds", map[string]string{"target": "crm"}))
 	require.Equal(t, 0.0, metric(t, h.reg, "wamm_relay_deliveries_in_flight", map[string]string{"target": "crm"}))
 	require.Equal(t, 1, h.logs.count(`"msg":"delivery.attempted"`))
-	require.Equal(t, 1, h.logs.count(`"level":"debug","msg":"delivery.attempted"`))
+	require.Equal(t, 1, h.logs.entries("debug", "delivery.attempted"))
+	line := h.logs.entry("delivery.attempted")
+	require.Equal(t, "crm", line["target"])
+	require.Equal(t, "msg:42", line["event_key"])
+	require.EqualValues(t, id, line["delivery_id"])
+	require.EqualValues(t, 1, line["attempt"])
+	require.EqualValues(t, 204, line["status"])
+	require.Equal(t, "http_204", line["code"])
+	require.NotEmpty(t, line["duration"])
+	require.NotContains(t, line, "next_retry")
 }
 
 func TestUnsignedTargetGetsNoSignature(t *testing.T) {
@@ -145,8 +155,11 @@ func TestRetryIsSignedAfreshWithANewTimestamp(t *testing.T) {
 	row := st.row(id)
 	require.Equal(t, event.StatusDelivered, row.d.Status)
 	require.Equal(t, 2, row.d.Attempts)
-	require.Equal(t, 1, h.logs.count(`"level":"warning","msg":"delivery.attempted"`))
+	require.Equal(t, 1, h.logs.entries("warning", "delivery.attempted"))
 	require.Equal(t, 1, h.logs.count(`"next_retry"`))
+	line := h.logs.entry("delivery.attempted")
+	require.Equal(t, "http_500", line["code"])
+	require.Equal(t, clock.Now().UTC().Format(time.RFC3339Nano), line["next_retry"])
 }
 
 func TestRetryAfterDelaysTheNextAttempt(t *testing.T) {
@@ -202,7 +215,7 @@ func TestGoneIsDeadAtOnce(t *testing.T) {
 	require.Len(t, recs, 1)
 	require.Equal(t, event.Outcome{Result: event.ResultDead, StatusCode: 410, Error: "http_410", At: recs[0].Out.At}, recs[0].Out)
 	require.Equal(t, event.StatusDead, st.row(id).d.Status)
-	require.Equal(t, 1, h.logs.count(`"level":"error","msg":"delivery.attempted"`))
+	require.Equal(t, 1, h.logs.entries("error", "delivery.attempted"))
 	require.Equal(t, 1.0, metric(t, h.reg, "wamm_relay_deliveries_total", map[string]string{"target": "crm", "outcome": "dead"}))
 }
 
@@ -262,6 +275,8 @@ func TestTransportFailures(t *testing.T) {
 	require.NoError(t, l.Close())
 
 	hanging := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		// The server notices a client hanging up only once the body is read.
+		_, _ = io.Copy(io.Discard, r.Body)
 		<-r.Context().Done() // until the client gives up
 	}))
 	t.Cleanup(hanging.Close)
@@ -527,8 +542,10 @@ func TestStoreErrorsAreLoggedOncePerStreak(t *testing.T) {
 	h.run(t)
 
 	rec.next(t, 10*time.Second)
+	// The attempt may reach the target before the loop logs its recovery.
+	require.Eventually(t, func() bool { return h.logs.count("store recovered after 4 errors") == 1 },
+		5*time.Second, 10*time.Millisecond)
 	require.Equal(t, 1, h.logs.count("store unavailable"))
-	require.Equal(t, 1, h.logs.count("store recovered after 4 errors"))
 	require.Equal(t, 1, h.logs.count("database is locked"))
 }
 

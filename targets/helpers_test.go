@@ -3,6 +3,7 @@ package targets
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -287,6 +288,29 @@ func (b *syncBuffer) count(s string) int {
 		}
 	}
 	return n
+}
+
+// entries returns how many JSON log lines have this level and message.
+func (b *syncBuffer) entries(level, msg string) int {
+	n := 0
+	for line := range strings.Lines(b.String()) {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) == nil && e["level"] == level && e["msg"] == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// entry returns the first JSON log line with this message, or nil.
+func (b *syncBuffer) entry(msg string) map[string]any {
+	for line := range strings.Lines(b.String()) {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) == nil && e["msg"] == msg {
+			return e
+		}
+	}
+	return nil
 }
 
 func newTestLogger() (*logrus.Logger, *syncBuffer) {

@@ -91,6 +91,7 @@ dsn = %q
 [reconcile]
 enabled = false
 [delivery]
+timeout = "2s"
 backoff_initial = "10ms"
 backoff_max = "100ms"
 [log]
@@ -158,7 +159,10 @@ url = %q
 	mu.Unlock()
 	t.Logf("%d webhooks acknowledged before SIGKILL; crm had %d, bots had %d delivered", len(acked), len(crm.Delivered()), len(bots.Delivered()))
 
+	// A delivery the killed process had claimed stays leased for timeout +
+	// 30 s, then the idle poll (5 s) of the new process takes it over.
 	startProcess(t, bin, configPath, addr)
-	crm.WaitDelivered(t, 30*time.Second, acked...)
-	bots.WaitDelivered(t, 30*time.Second, acked...)
+	const takeover = 2*time.Second + 30*time.Second + 5*time.Second + 15*time.Second
+	crm.WaitDelivered(t, takeover, acked...)
+	bots.WaitDelivered(t, takeover, acked...)
 }

@@ -21,7 +21,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	log := logrus.New()
 	log.SetOutput(stderr)
-	log.SetLevel(logrus.WarnLevel)
+	// The sample targets fail on purpose; their retry warnings would drown
+	// the live summary, so only errors are shown.
+	log.SetLevel(logrus.ErrorLevel)
 	log.SetFormatter(&logrus.TextFormatter{})
 	_, err := app.RunDemo(ctx, app.DemoOptions{Duration: *duration, Out: stdout, Logger: log, DropRate: *dropRate})
 	return err

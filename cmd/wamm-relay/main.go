@@ -146,6 +146,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopPprof, err := startPprof(os.Getenv(pprofEnv), stderr)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	a, err := app.New(ctx, app.Options{Config: cfg, Version: version})
 	if err != nil {
 		return err

@@ -46,7 +46,7 @@ func (s *Store) List(ctx context.Context, f store.ListFilter) ([]event.Delivery,
 	if err != nil {
 		return nil, s.fail("list deliveries", err)
 	}
-	out, err := scanDeliveries(rows)
+	out, err := scanDeliveries(rows, 0)
 	if err != nil {
 		return nil, s.fail("list deliveries", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/wamm-relay/wamm-relay/event"
@@ -40,10 +41,12 @@ func scanDelivery(row scanner) (event.Delivery, error) {
 	return d, nil
 }
 
-func scanDeliveries(rows *sql.Rows) ([]event.Delivery, error) {
+// scanDeliveries reads at most limit rows (all when limit is 0) and closes
+// rows.
+func scanDeliveries(rows *sql.Rows, limit int) ([]event.Delivery, error) {
 	defer rows.Close()
 	var out []event.Delivery
-	for rows.Next() {
+	for (limit == 0 || len(out) < limit) && rows.Next() {
 		d, err := scanDelivery(rows)
 		if err != nil {
 			return nil, fmt.Errorf("scan delivery: %w", err)
@@ -59,6 +62,8 @@ func scanDeliveries(rows *sql.Rows) ([]event.Delivery, error) {
 // Claim leases up to req.Limit due deliveries of req.Target to req.Owner
 // until req.Now+req.Lease, oldest due first. Selecting and leasing happen in
 // one immediate transaction, so two claimers never get the same delivery.
+// The lease is not fsynced (see leaseTx): losing it in a power failure only
+// makes the delivery due again at once after the restart.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]event.Delivery, error) {
 	if err := s.open("claim deliveries"); err != nil {
 		return nil, err
@@ -77,35 +82,27 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]event.Deli
 	until := now + req.Lease.Milliseconds()
 
 	var out []event.Delivery
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `
-			SELECT `+deliveryCols+`
-			FROM deliveries d JOIN events e ON e.id = d.event_id
-			WHERE d.target = ? AND d.status = 'pending' AND d.next_attempt_at <= ?
-			  AND (d.lease_until IS NULL OR d.lease_until <= ?)
-			ORDER BY d.next_attempt_at, d.id
-			LIMIT ?`, req.Target, now, now, req.Limit)
+	// Prepared before leaseTx takes the writer's only connection.
+	claimDue, err := s.stmts.claimDueFor(ctx, s.w, req.Target)
+	if err != nil {
+		return nil, s.fail("claim deliveries", err)
+	}
+	err = s.leaseTx(ctx, func(tx *sql.Tx) error {
+		// Statements on a context that cannot end: see commitWrites.
+		ctx := context.WithoutCancel(ctx)
+		rows, err := tx.StmtContext(ctx, claimDue).QueryContext(ctx, now, now)
 		if err != nil {
 			return fmt.Errorf("select due deliveries: %w", err)
 		}
-		out, err = scanDeliveries(rows)
+		out, err = scanDeliveries(rows, req.Limit)
 		if err != nil {
 			return err
 		}
-		if len(out) == 0 {
-			return nil
-		}
-		args := make([]any, 0, len(out)+2)
-		args = append(args, req.Owner, until)
+		lease := tx.StmtContext(ctx, s.stmts.lease)
 		for _, d := range out {
-			args = append(args, d.ID)
-		}
-		// Limit is a claim batch, far below idChunk in practice; SQLite
-		// accepts 32766 parameters anyway.
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE deliveries SET lease_owner = ?, lease_until = ?
-			WHERE id IN (`+inList(len(out))+`)`, args...); err != nil {
-			return fmt.Errorf("lease deliveries: %w", err)
+			if _, err := lease.ExecContext(ctx, req.Owner, until, d.ID); err != nil {
+				return fmt.Errorf("lease delivery %d: %w", d.ID, err)
+			}
 		}
 		return nil
 	})
@@ -115,40 +112,32 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]event.Deli
 	return out, nil
 }
 
-// Record stores the outcome of an attempt on a delivery owner has leased:
-// one more attempt, the new status, and the lease cleared. LastStatusCode is
-// the attempt's; LastError changes only when the attempt failed, so it keeps
-// the most recent failure. ErrLeaseLost when owner no longer holds the lease
-// (or the delivery is finished), ErrNotFound when id does not exist.
-func (s *Store) Record(ctx context.Context, id int64, owner string, out event.Outcome) error {
-	if err := s.open("record attempt"); err != nil {
-		return err
-	}
-	at := nowOr(out.At)
-	var (
-		status      event.Status
-		next        any // nil keeps next_attempt_at
-		deliveredAt any // nil keeps delivered_at
-	)
-	switch out.Result {
-	case event.ResultDelivered:
-		status, deliveredAt = event.StatusDelivered, ms(at)
-	case event.ResultRetry:
-		status, next = event.StatusPending, ms(at)
-		if !out.NextAttemptAt.IsZero() {
-			next = ms(out.NextAttemptAt)
-		}
-	case event.ResultDead:
-		status = event.StatusDead
-	default:
-		return fmt.Errorf("record attempt on delivery %d: unknown result %q", id, out.Result)
-	}
-	var errAt any
-	if out.Error != "" {
-		errAt = ms(at)
-	}
+// claimDueSQL selects the due, unleased pending deliveries of the target
+// named by the string literal at %s, at time ?1 (= ?2), oldest due first,
+// through the deliveries_claim index (so rows stream in order and the
+// caller stops reading at its limit).
+//
+// Neither the target nor the limit is a parameter, because a parameter the
+// plan depends on costs a full parse and plan per claim: since SQLite 3.54
+// rebinding such a parameter to a new value (or the driver unbinding a text
+// parameter after each run) expires the prepared statement. Hence one
+// statement per target, and no LIMIT.
+const claimDueSQL = `
+		SELECT ` + deliveryCols + `
+		FROM deliveries d JOIN events e ON e.id = d.event_id
+		WHERE d.target = %s AND d.status = 'pending' AND d.next_attempt_at <= ?1
+		  AND (d.lease_until IS NULL OR d.lease_until <= ?2)
+		ORDER BY d.next_attempt_at, d.id`
 
-	res, err := s.w.ExecContext(ctx, `
+// sqlString quotes s as an SQL string literal.
+func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// leaseSQL leases one delivery to an owner until a time.
+const leaseSQL = `UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?`
+
+// recordSQL applies one outcome: one more attempt, the new status, and the
+// lease cleared, only while owner holds the lease on a pending delivery.
+const recordSQL = `
 		UPDATE deliveries SET
 			status = ?1,
 			attempts = attempts + 1,
@@ -160,26 +149,91 @@ func (s *Store) Record(ctx context.Context, id int64, owner string, out event.Ou
 			updated_at = ?7,
 			lease_owner = NULL,
 			lease_until = NULL
-		WHERE id = ?8 AND status = 'pending' AND lease_owner = ?9`,
-		string(status), next, deliveredAt, out.StatusCode, out.Error, errAt, ms(at), id, owner)
-	if err != nil {
+		WHERE id = ?8 AND status = 'pending' AND lease_owner = ?9`
+
+// recordRequest is one Record call's bound values.
+type recordRequest struct {
+	id          int64
+	owner       string
+	status      event.Status
+	next        any // nil keeps next_attempt_at
+	deliveredAt any // nil keeps delivered_at
+	statusCode  int
+	errText     string
+	errAt       any // nil keeps last_error_at
+	at          int64
+}
+
+// Record stores the outcome of an attempt on a delivery owner has leased:
+// one more attempt, the new status, and the lease cleared. LastStatusCode is
+// the attempt's; LastError changes only when the attempt failed, so it keeps
+// the most recent failure. ErrLeaseLost when owner no longer holds the lease
+// (or the delivery is finished), ErrNotFound when id does not exist.
+//
+// The outcome is written in a group commit shared with the other outcomes
+// and ingests of the moment, and Record returns once it is durable.
+func (s *Store) Record(ctx context.Context, id int64, owner string, out event.Outcome) error {
+	if err := s.open("record attempt"); err != nil {
+		return err
+	}
+	at := nowOr(out.At)
+	req := recordRequest{id: id, owner: owner, statusCode: out.StatusCode, errText: out.Error, at: ms(at)}
+	switch out.Result {
+	case event.ResultDelivered:
+		req.status, req.deliveredAt = event.StatusDelivered, ms(at)
+	case event.ResultRetry:
+		req.status, req.next = event.StatusPending, ms(at)
+		if !out.NextAttemptAt.IsZero() {
+			req.next = ms(out.NextAttemptAt)
+		}
+	case event.ResultDead:
+		req.status = event.StatusDead
+	default:
+		return fmt.Errorf("record attempt on delivery %d: unknown result %q", id, out.Result)
+	}
+	if out.Error != "" {
+		req.errAt = ms(at)
+	}
+	err := s.writer.do(ctx, &writeOp{record: &req})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("record attempt on delivery %d: %w", id, err)
+	default:
 		return s.fail(fmt.Sprintf("record attempt on delivery %d", id), err)
+	}
+}
+
+// recordOne applies one outcome inside a group commit. It returns
+// store.ErrLeaseLost or store.ErrNotFound, unwrapped, when nothing matched.
+func recordOne(ctx context.Context, update, exists *sql.Stmt, r *recordRequest) error {
+	res, err := update.ExecContext(ctx, string(r.status), r.next, r.deliveredAt, r.statusCode, r.errText, r.errAt, r.at, r.id, r.owner)
+	if err != nil {
+		return fmt.Errorf("update delivery %d: %w", r.id, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return s.fail(fmt.Sprintf("record attempt on delivery %d", id), err)
+		return fmt.Errorf("update delivery %d: %w", r.id, err)
 	}
 	if n == 1 {
 		return nil
 	}
-	var exists bool
-	if err := s.w.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)`, id).Scan(&exists); err != nil {
-		return s.fail(fmt.Sprintf("record attempt on delivery %d", id), err)
+	var found bool
+	if err := exists.QueryRowContext(ctx, r.id).Scan(&found); err != nil {
+		return fmt.Errorf("look up delivery %d: %w", r.id, err)
 	}
-	if !exists {
-		return fmt.Errorf("record attempt on delivery %d: %w", id, store.ErrNotFound)
+	if !found {
+		return store.ErrNotFound
 	}
-	return fmt.Errorf("record attempt on delivery %d: %w", id, store.ErrLeaseLost)
+	return store.ErrLeaseLost
+}
+
+// isOwnError reports whether err concerns only the operation that returned
+// it (a duplicate ingest, an outcome that may not be recorded), so the rest
+// of its batch commits.
+func isOwnError(err error) bool {
+	return errors.Is(err, store.ErrDuplicate) || errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound)
 }
 
 // Release clears owner's leases on ids without counting an attempt. The

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -47,6 +48,8 @@ type Options struct {
 	// zero means DefaultBusyTimeout.
 	BusyTimeout time.Duration
 	// MaxBatch caps the ingests per group commit; zero means DefaultMaxBatch.
+	// Recorded outcomes share those commits, up to DefaultMaxWriteBatch
+	// operations in all.
 	MaxBatch int
 }
 
@@ -70,11 +73,13 @@ func (o Options) validate() error {
 
 // Store is the SQLite outbox. It is safe for concurrent use.
 type Store struct {
-	log   logrus.FieldLogger
-	w     *sql.DB // exactly one connection: every write, in order
-	r     *sql.DB // read pool for List, stats and lookups
-	batch *store.Batcher
-	wake  *store.Signal
+	log logrus.FieldLogger
+	w   *sql.DB // exactly one connection: every write, in order
+	r   *sql.DB // read pool for List, stats and lookups
+	// writer group-commits Ingest and Record through stmts.
+	writer *writer
+	stmts  *stmts
+	wake   *store.Signal
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -133,8 +138,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite readers: %w", err)
 	}
 
-	s := &Store{log: opts.Logger, w: w, r: r, wake: store.NewSignal()}
-	s.batch = store.NewBatcher(s.commitIngest, opts.MaxBatch, 1)
+	st, err := prepareStmts(ctx, w)
+	if err != nil {
+		_ = w.Close()
+		_ = r.Close()
+		return nil, err
+	}
+	s := &Store{log: opts.Logger, w: w, r: r, stmts: st, wake: store.NewSignal()}
+	s.writer = newWriter(s.commitWrites, opts.MaxBatch, DefaultMaxWriteBatch)
 	return s, nil
 }
 
@@ -157,12 +168,13 @@ func dsn(path string, busy time.Duration, readOnly bool) string {
 	return path + "?" + q.Encode()
 }
 
-// Close commits the ingests already queued, then closes the database. Later
+// Close commits the ingests and outcomes already queued, then closes the database. Later
 // calls of any method fail with store.ErrClosed; Close itself is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
-		s.batch.Close()
+		s.writer.close()
+		s.stmts.close()
 		s.closeErr = errors.Join(s.w.Close(), s.r.Close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("close sqlite store: %w", s.closeErr)
@@ -228,6 +240,52 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("commit transaction: %w", err)
 	}
 	return nil
+}
+
+// leaseTx runs fn in one write transaction whose commit does not wait for
+// an fsync (synchronous=NORMAL for that transaction only). It is for writes
+// that are safe to lose in a power failure, namely leases: a lease that did
+// not reach the disk only makes its delivery claimable again after a
+// restart, which is what a restart does to leases anyway. Such a commit is
+// still atomic, and it becomes durable with the next FULL commit, whose
+// fsync of the WAL covers every frame before it.
+func (s *Store) leaseTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("take writer connection: %w", err)
+	}
+	restored := false
+	defer func() {
+		if !restored {
+			// The connection may still be in NORMAL mode: never hand it
+			// back to the pool like that.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		_ = conn.Close()
+	}()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		return fmt.Errorf("relax synchronous: %w", err)
+	}
+	txErr := func() error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit transaction: %w", err)
+		}
+		return nil
+	}()
+	// Restore on a context of its own: a canceled caller must not leave the
+	// writer connection non-durable.
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err == nil {
+		restored = true
+	}
+	return txErr
 }
 
 // ms stores a time as unix milliseconds.

@@ -1,0 +1,717 @@
+// Command soak runs the built wamm-relay binary for a long time under a
+// steady webhook load, against targets that fail at random, and reports
+// whether every accepted webhook reached every target exactly once, how many
+// deliveries died, and whether the relay's memory and goroutines stayed flat.
+//
+// It is not part of CI. Run it from the module root:
+//
+//	go run ./bench/soak --duration 10m --rate 200
+//
+// Exit status: 0 when nothing was lost, 1 when something was (or the run
+// could not be set up).
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	duration  time.Duration
+	rate      int
+	drain     time.Duration
+	sample    time.Duration
+	targets   int
+	failRate  float64
+	hangRate  float64
+	dupRate   float64
+	stateRate float64
+	clients   int
+	bin       string
+	workdir   string
+	keep      bool
+	lru       int
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 10*time.Minute, "how long to send webhooks")
+	flag.IntVar(&o.rate, "rate", 200, "webhooks per second")
+	flag.DurationVar(&o.drain, "drain", 5*time.Minute, "after the load, how long to wait for every delivery")
+	flag.DurationVar(&o.sample, "sample", 30*time.Second, "how often to print a resource sample")
+	flag.IntVar(&o.targets, "targets", 2, "number of targets (each gets every event)")
+	flag.Float64Var(&o.failRate, "fail", 0.20, "fraction of target answers that are 500")
+	flag.Float64Var(&o.hangRate, "hang", 0.02, "fraction of target requests that hang past the target timeout")
+	flag.Float64Var(&o.dupRate, "dup", 0.05, "fraction of webhooks that repeat an already accepted one (WAMM retries)")
+	flag.Float64Var(&o.stateRate, "state", 0.30, "fraction of new webhooks that are msg_state instead of msg")
+	flag.IntVar(&o.clients, "clients", 32, "concurrent webhook senders")
+	flag.StringVar(&o.bin, "bin", "", "wamm-relay binary; empty builds ./cmd/wamm-relay")
+	flag.StringVar(&o.workdir, "workdir", "", "directory for config, database and log; empty uses a temporary one")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.IntVar(&o.lru, "lru", 20000, "[dedup] lru_size; small enough that the cache is full early and memory should then stay flat")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ok, err := run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "soak: %v\n", err)
+		os.Exit(1)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+const (
+	webhookSecret = "soak-webhook-secret-0123456789"
+	adminToken    = "soak-admin-token-0123456789"
+	targetTimeout = time.Second
+)
+
+// targetServer answers like an unreliable consumer and records every 2xx it
+// gave, per event key.
+type targetServer struct {
+	name     string
+	srv      *http.Server
+	url      string
+	failRate float64
+	hangRate float64
+
+	mu        sync.Mutex
+	delivered map[string]int
+	requests  atomic.Int64
+	fails     atomic.Int64
+	hangs     atomic.Int64
+}
+
+func (t *targetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	t.requests.Add(1)
+	key := r.Header.Get("webhook-id")
+	switch x := rand.Float64(); {
+	case x < t.hangRate:
+		t.hangs.Add(1)
+		// Outlast the relay's timeout, then go away without an answer.
+		select {
+		case <-r.Context().Done():
+		case <-time.After(3 * targetTimeout):
+		}
+		return
+	case x < t.hangRate+t.failRate:
+		t.fails.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	t.mu.Lock()
+	t.delivered[key]++
+	t.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (t *targetServer) snapshot() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.delivered))
+	for k, v := range t.delivered {
+		out[k] = v
+	}
+	return out
+}
+
+func startTarget(name string, failRate, hangRate float64) (*targetServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for target %s: %w", name, err)
+	}
+	t := &targetServer{name: name, failRate: failRate, hangRate: hangRate, delivered: map[string]int{}}
+	t.srv = &http.Server{Handler: t, ReadHeaderTimeout: 5 * time.Second}
+	t.url = "http://" + ln.Addr().String() + "/hook"
+	go func() { _ = t.srv.Serve(ln) }()
+	return t, nil
+}
+
+// sample is one look at the relay process.
+type sample struct {
+	at         time.Duration
+	rssBytes   float64
+	heapInuse  float64
+	goroutines float64
+	pending    float64
+	dead       float64
+	openFDs    float64
+}
+
+type relayProc struct {
+	cmd  *exec.Cmd
+	base string
+	done chan error
+}
+
+func run(ctx context.Context, o options) (bool, error) {
+	if o.rate <= 0 || o.duration <= 0 || o.targets <= 0 || o.clients <= 0 {
+		return false, errors.New("rate, duration, targets and clients must be positive")
+	}
+	workdir := o.workdir
+	if workdir == "" {
+		d, err := os.MkdirTemp("", "wamm-relay-soak-")
+		if err != nil {
+			return false, fmt.Errorf("make work directory: %w", err)
+		}
+		workdir = d
+		if !o.keep {
+			defer os.RemoveAll(workdir)
+		}
+	} else if err := os.MkdirAll(workdir, 0o755); err != nil {
+		return false, fmt.Errorf("make work directory: %w", err)
+	}
+
+	bin := o.bin
+	if bin == "" {
+		bin = filepath.Join(workdir, "wamm-relay")
+		fmt.Println("soak: building ./cmd/wamm-relay")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wamm-relay")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			return false, fmt.Errorf("build wamm-relay (run from the module root): %w", err)
+		}
+	}
+
+	targets := make([]*targetServer, 0, o.targets)
+	for i := range o.targets {
+		t, err := startTarget(fmt.Sprintf("t%d", i+1), o.failRate, o.hangRate)
+		if err != nil {
+			return false, err
+		}
+		defer t.srv.Close()
+		targets = append(targets, t)
+	}
+
+	port, err := freePort()
+	if err != nil {
+		return false, err
+	}
+	cfgPath := filepath.Join(workdir, "soak.toml")
+	if err := os.WriteFile(cfgPath, []byte(configTOML(port, workdir, o.lru, targets)), 0o600); err != nil {
+		return false, fmt.Errorf("write config: %w", err)
+	}
+	logPath := filepath.Join(workdir, "relay.log")
+	rp, err := startRelay(ctx, bin, cfgPath, logPath, port)
+	if err != nil {
+		return false, err
+	}
+	defer rp.stop()
+
+	fmt.Printf("soak: duration=%s rate=%d/s targets=%d fail=%.0f%% hang=%.0f%% (target timeout %s) dup=%.0f%% workdir=%s\n",
+		o.duration, o.rate, o.targets, o.failRate*100, o.hangRate*100, targetTimeout, o.dupRate*100, workdir)
+
+	start := time.Now()
+	idle, err := takeSample(rp, start)
+	if err != nil {
+		return false, err
+	}
+	printSample("idle-start", idle)
+
+	gen := newGenerator(rp.base, o)
+	loadCtx, stopLoad := context.WithTimeout(ctx, o.duration)
+	defer stopLoad()
+	samples := []sample{idle}
+	var sampMu sync.Mutex
+	sampDone := make(chan struct{})
+	go func() {
+		defer close(sampDone)
+		tick := time.NewTicker(o.sample)
+		defer tick.Stop()
+		for {
+			select {
+			case <-loadCtx.Done():
+				return
+			case <-tick.C:
+				s, err := takeSample(rp, start)
+				if err != nil {
+					fmt.Printf("soak: sample failed: %v\n", err)
+					continue
+				}
+				sampMu.Lock()
+				samples = append(samples, s)
+				sampMu.Unlock()
+				printSample(fmt.Sprintf("load sent=%d accepted=%d", gen.sent.Load(), gen.acceptedCount()), s)
+			}
+		}
+	}()
+	gen.run(loadCtx)
+	<-sampDone
+	if ctx.Err() != nil {
+		return false, errors.New("interrupted")
+	}
+	loadEnd, err := takeSample(rp, start)
+	if err != nil {
+		return false, err
+	}
+	printSample("load-end", loadEnd)
+
+	// Drain: wait until every accepted key reached every target.
+	expected := gen.acceptedKeys()
+	drainStart := time.Now()
+	for {
+		missing := 0
+		for _, t := range targets {
+			got := t.snapshot()
+			for _, k := range expected {
+				if got[k] == 0 {
+					missing++
+				}
+			}
+		}
+		s, err := takeSample(rp, start)
+		if err == nil && missing == 0 && s.pending == 0 {
+			break
+		}
+		if time.Since(drainStart) > o.drain || ctx.Err() != nil {
+			fmt.Printf("soak: drain gave up after %s with %d deliveries missing\n", time.Since(drainStart).Round(time.Second), missing)
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	drainTook := time.Since(drainStart)
+	// Close every keep-alive connection (ours to the relay, the relay's to
+	// the targets), so the last look counts what the relay itself holds.
+	gen.client.CloseIdleConnections()
+	for _, t := range targets {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = t.srv.Shutdown(sctx)
+		cancel()
+	}
+	// Let idle loops notice the closed connections before the last look.
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+	}
+	end, err := takeSample(rp, start)
+	if err != nil {
+		return false, err
+	}
+	printSample("idle-end", end)
+
+	// Report.
+	ok := true
+	fmt.Printf("soak: webhooks sent=%d accepted=%d duplicate_acks=%d (of %d resent) rejected=%d errors=%d drain=%s\n",
+		gen.sent.Load(), len(expected), gen.dupAcks.Load(), gen.resent.Load(), gen.rejected.Load(), gen.errors.Load(),
+		drainTook.Round(time.Second))
+	acceptedSet := make(map[string]bool, len(expected))
+	for _, k := range expected {
+		acceptedSet[k] = true
+	}
+	for _, t := range targets {
+		got := t.snapshot()
+		var lost, duplicated, extra int
+		for _, k := range expected {
+			switch n := got[k]; {
+			case n == 0:
+				lost++
+			case n > 1:
+				duplicated++
+			}
+		}
+		for k := range got {
+			if !acceptedSet[k] {
+				extra++
+			}
+		}
+		if lost > 0 || extra > 0 {
+			ok = false
+		}
+		fmt.Printf("soak: target=%s expected=%d delivered=%d lost=%d duplicated=%d unexpected=%d requests=%d answered_500=%d hung=%d\n",
+			t.name, len(expected), len(got), lost, duplicated, extra, t.requests.Load(), t.fails.Load(), t.hangs.Load())
+	}
+	fmt.Printf("soak: dead=%.0f pending=%.0f\n", end.dead, end.pending)
+
+	sampMu.Lock()
+	all := append(samples, loadEnd, end)
+	sampMu.Unlock()
+	maxRSS := 0.0
+	for _, s := range all {
+		maxRSS = max(maxRSS, s.rssBytes)
+	}
+	// The first load sample is the warm baseline: the start of the load
+	// fills caches (LRU, SQLite page cache, connection pools) by design.
+	warm := loadEnd
+	if len(samples) > 1 {
+		warm = samples[1]
+	}
+	fmt.Printf("soak: rss_mib idle_start=%.1f warm=%.1f load_end=%.1f idle_end=%.1f max=%.1f\n",
+		mib(idle.rssBytes), mib(warm.rssBytes), mib(loadEnd.rssBytes), mib(end.rssBytes), mib(maxRSS))
+	fmt.Printf("soak: heap_inuse_mib idle_start=%.1f warm=%.1f load_end=%.1f idle_end=%.1f\n",
+		mib(idle.heapInuse), mib(warm.heapInuse), mib(loadEnd.heapInuse), mib(end.heapInuse))
+	fmt.Printf("soak: goroutines idle_start=%.0f warm=%.0f load_end=%.0f idle_end=%.0f; open_fds idle_start=%.0f idle_end=%.0f\n",
+		idle.goroutines, warm.goroutines, loadEnd.goroutines, end.goroutines, idle.openFDs, end.openFDs)
+	if end.dead > 0 {
+		fmt.Println("soak: note: dead deliveries are expected only when a key failed max_attempts times in a row")
+	}
+	if err := rp.stop(); err != nil {
+		fmt.Printf("soak: relay stop: %v (log: %s)\n", err, logPath)
+		ok = false
+	} else {
+		fmt.Println("soak: relay stopped cleanly")
+	}
+	if ok {
+		fmt.Println("soak: PASS")
+	} else {
+		fmt.Println("soak: FAIL")
+	}
+	return ok, nil
+}
+
+func mib(b float64) float64 { return b / (1 << 20) }
+
+func printSample(label string, s sample) {
+	fmt.Printf("soak: t=%-6s %-36s rss=%.1fMiB heap_inuse=%.1fMiB goroutines=%.0f fds=%.0f pending=%.0f dead=%.0f\n",
+		s.at.Round(time.Second), label, mib(s.rssBytes), mib(s.heapInuse), s.goroutines, s.openFDs, s.pending, s.dead)
+}
+
+func configTOML(port int, workdir string, lru int, targets []*targetServer) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `[server]
+listen = "127.0.0.1:%d"
+webhook_secret = %q
+admin_token = %q
+shutdown_timeout = "15s"
+
+[reconcile]
+enabled = false
+
+[dedup]
+lru_size = %d
+
+[store]
+driver = "sqlite"
+dsn = %q
+
+[delivery]
+workers = 16
+timeout = %q
+max_attempts = 25
+backoff_initial = "200ms"
+backoff_max = "5s"
+
+[log]
+level = "warn"
+format = "json"
+`, port, webhookSecret, adminToken, lru, filepath.Join(workdir, "relay.db"), targetTimeout.String())
+	for _, t := range targets {
+		fmt.Fprintf(&b, "\n[[targets]]\nname = %q\nurl = %q\n", t.name, t.url)
+	}
+	return b.String()
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startRelay(ctx context.Context, bin, cfgPath, logPath string, port int) (*relayProc, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("create relay log: %w", err)
+	}
+	cmd := exec.Command(bin, "serve", "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start relay: %w", err)
+	}
+	rp := &relayProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan error, 1)}
+	go func() {
+		rp.done <- cmd.Wait()
+		logFile.Close()
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(rp.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return rp, nil
+			}
+		}
+		select {
+		case err := <-rp.done:
+			rp.done <- err
+			return nil, fmt.Errorf("relay exited during start (%v); see %s", err, logPath)
+		case <-ctx.Done():
+			_ = rp.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = rp.stop()
+			return nil, fmt.Errorf("relay not ready within 30s; see %s", logPath)
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit; safe to call twice.
+func (rp *relayProc) stop() error {
+	if rp.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = rp.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-rp.done:
+		rp.done <- err
+		if err != nil {
+			return fmt.Errorf("relay exited: %w", err)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = rp.cmd.Process.Kill()
+		return errors.New("relay did not stop within 30s after SIGTERM; killed")
+	}
+}
+
+func takeSample(rp *relayProc, start time.Time) (sample, error) {
+	s := sample{at: time.Since(start)}
+	resp, err := http.Get(rp.base + "/metrics")
+	if err != nil {
+		return s, fmt.Errorf("scrape metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := splitMetric(line)
+		if !ok {
+			continue
+		}
+		switch name {
+		case "process_resident_memory_bytes":
+			s.rssBytes = value
+		case "go_memstats_heap_inuse_bytes":
+			s.heapInuse = value
+		case "go_goroutines":
+			s.goroutines = value
+		case "process_open_fds":
+			s.openFDs = value
+		case "wamm_relay_deliveries_pending":
+			s.pending += value
+		case "wamm_relay_deliveries_dead":
+			s.dead += value
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return s, fmt.Errorf("read metrics: %w", err)
+	}
+	// Cross-check RSS with the kernel's view.
+	if rss, err := procRSS(rp.cmd.Process.Pid); err == nil {
+		s.rssBytes = rss
+	}
+	return s, nil
+}
+
+// splitMetric parses `name{labels} value` or `name value`.
+func splitMetric(line string) (string, float64, bool) {
+	sp := strings.LastIndexByte(line, ' ')
+	if sp < 0 {
+		return "", 0, false
+	}
+	v, err := strconv.ParseFloat(line[sp+1:], 64)
+	if err != nil {
+		return "", 0, false
+	}
+	name := line[:sp]
+	if i := strings.IndexByte(name, '{'); i >= 0 {
+		name = name[:i]
+	}
+	return name, v, true
+}
+
+func procRSS(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			f := strings.Fields(rest) // "12345 kB"
+			if len(f) >= 1 {
+				kb, err := strconv.ParseFloat(f[0], 64)
+				if err != nil {
+					return 0, err
+				}
+				return kb * 1024, nil
+			}
+		}
+	}
+	return 0, errors.New("no VmRSS line")
+}
+
+// generator sends webhooks at a fixed rate and remembers which keys the
+// relay accepted.
+type generator struct {
+	base   string
+	o      options
+	client *http.Client
+	nextID atomic.Int64
+
+	sent     atomic.Int64
+	dupAcks  atomic.Int64
+	resent   atomic.Int64
+	rejected atomic.Int64
+	errors   atomic.Int64
+
+	mu       sync.Mutex
+	accepted []acceptedWebhook
+}
+
+type acceptedWebhook struct {
+	key  string
+	body string
+}
+
+func newGenerator(base string, o options) *generator {
+	g := &generator{base: base, o: o, client: &http.Client{
+		Timeout:   15 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: o.clients},
+	}}
+	g.nextID.Store(1_000_000)
+	return g
+}
+
+func (g *generator) acceptedCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.accepted)
+}
+
+func (g *generator) acceptedKeys() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	keys := make([]string, 0, len(g.accepted))
+	for _, a := range g.accepted {
+		keys = append(keys, a.key)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (g *generator) run(ctx context.Context) {
+	jobs := make(chan struct{}, g.o.rate)
+	var wg sync.WaitGroup
+	for range g.o.clients {
+		wg.Go(func() {
+			for range jobs {
+				g.sendOne()
+			}
+		})
+	}
+	// A ticker drops ticks on a busy machine; pace by elapsed time instead,
+	// so the offered load is rate per second however late a tick comes.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	var offered, lagged int64
+	for {
+		select {
+		case <-ctx.Done():
+			close(jobs)
+			wg.Wait()
+			if lagged > 0 {
+				fmt.Printf("soak: %d webhooks not sent: all %d senders were busy\n", lagged, g.o.clients)
+			}
+			return
+		case now := <-tick.C:
+			due := int64(now.Sub(start).Seconds() * float64(g.o.rate))
+			for ; offered < due; offered++ {
+				select {
+				case jobs <- struct{}{}:
+				default:
+					lagged++
+				}
+			}
+		}
+	}
+}
+
+func (g *generator) sendOne() {
+	var key, body string
+	resend := false
+	if rand.Float64() < g.o.dupRate {
+		g.mu.Lock()
+		if n := len(g.accepted); n > 0 {
+			a := g.accepted[rand.IntN(n)]
+			key, body, resend = a.key, a.body, true
+		}
+		g.mu.Unlock()
+	}
+	if !resend {
+		id := g.nextID.Add(1)
+		if rand.Float64() < g.o.stateRate {
+			body = fmt.Sprintf(`{"tip":"msg_state","msg_data":{"msg_id":%d,"from_me":1,"phone":"79001234567","state":"delivered"}}`, id)
+			key = fmt.Sprintf("state:%d:delivered", id)
+		} else {
+			body = fmt.Sprintf(`{"tip":"msg","msg_data":{"msg_id":%d,"from_me":0,"phone":"79001234567","chat_name":"Soak",`+
+				`"tip_msg":"textMessage","msg_text":"soak message %d","date_ins":"2026-03-01 12:00:00","state":"received"}}`, id, id)
+			key = fmt.Sprintf("msg:%d", id)
+		}
+	}
+	g.sent.Add(1)
+	if resend {
+		g.resent.Add(1)
+	}
+	resp, err := g.client.Post(g.base+"/webhook/"+webhookSecret, "application/json", strings.NewReader(body))
+	if err != nil {
+		g.errors.Add(1)
+		return
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		g.rejected.Add(1)
+	case strings.Contains(string(b), `"duplicate":true`):
+		g.dupAcks.Add(1)
+		if !resend {
+			// A fresh id reported as a duplicate would be a dedup bug.
+			g.errors.Add(1)
+		}
+	default:
+		if resend {
+			// A repeat stored again would be delivered twice.
+			g.errors.Add(1)
+			return
+		}
+		g.mu.Lock()
+		g.accepted = append(g.accepted, acceptedWebhook{key: key, body: body})
+		g.mu.Unlock()
+	}
+}
