@@ -342,3 +342,16 @@ func TestShutdownDrainsAndReadinessGoesDown(t *testing.T) {
 	_, err = http.Get(r.base + "/healthz")
 	require.Error(t, err, "the listener is closed after the drain")
 }
+
+func TestRelayWithoutTargetsStoresAndStaysUp(t *testing.T) {
+	r := startRelay(t, testConfig(t))
+	code, resp := r.post(t, "/webhook", msgBody(3, "received"))
+	require.Equal(t, http.StatusOK, code, resp)
+	code, resp = r.post(t, "/webhook", msgBody(3, "received"))
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"ok":true,"duplicate":true}`, resp, "the event is stored for dedup even with nowhere to deliver it")
+	resp2, err := http.Get(r.base + "/readyz")
+	require.NoError(t, err)
+	resp2.Body.Close()
+	require.Equal(t, http.StatusOK, resp2.StatusCode, "an idle dispatcher must not stop the run group")
+}

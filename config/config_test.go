@@ -27,6 +27,12 @@ var testEnv = map[string]string{
 	"CRM_TOKEN":    "a\"b' = [x]\tc",
 	"BAD_INTERVAL": "abc",
 	"EMPTY":        "",
+	// Integers and booleans, for keys that quote them.
+	"MAX_BODY":          "65536",
+	"RECONCILE_ENABLED": "false",
+	"WORKERS":           "32",
+	"MAX_ATTEMPTS":      "9",
+	"CRM_ATTEMPTS":      "4",
 }
 
 func lookup(env map[string]string) func(string) (string, bool) {
@@ -169,6 +175,13 @@ func TestParseGood(t *testing.T) {
 			require.Equal(t, "admin-token-0123456789", c.Server.AdminToken)
 			require.Equal(t, "wamm-token-from-env", c.WAMM.Token)
 			require.Equal(t, 45*time.Second, c.Reconcile.Interval.Duration, "durations expand too")
+			require.Equal(t, int64(65536), c.Server.MaxBodyBytes, "integers expand when quoted")
+			require.False(t, c.Reconcile.Enabled, "booleans expand when quoted")
+			require.True(t, c.Reconcile.BackfillOnStart)
+			require.Equal(t, 1000, c.Dedup.LRUSize)
+			require.Equal(t, 32, c.Delivery.Workers)
+			require.Equal(t, 9, c.Delivery.MaxAttempts, "surrounding spaces are trimmed")
+			require.Equal(t, 4, c.Targets[0].MaxAttempts)
 			require.Equal(t, "postgres://relay:pg-secret-from-env@db/relay", c.Store.DSN)
 			require.Equal(t, "https://crm.example/hook", c.Targets[0].URL)
 			require.Equal(t, map[string]string{
@@ -196,7 +209,12 @@ var badCases = []struct {
 	is   error
 }{
 	{"syntax.toml", "line 2", nil},
-	{"type_mismatch.toml", "server.max_body_bytes", nil},
+	{"type_mismatch.toml", `line 2 (last key "server.max_body_bytes"): incompatible types: TOML value has type float64; destination has type integer`, nil},
+	{"table_type.toml", `line 1 (last key "server"): type mismatch for config.Server: expected table but found int64`, nil},
+	{"int_quoted.toml", "server.max_body_bytes", ErrInvalid},
+	{"int_env.toml", "delivery.workers", ErrInvalid},
+	{"bool_env.toml", "reconcile.enabled", ErrInvalid},
+	{"target_max_attempts_env.toml", "targets[0].max_attempts", ErrInvalid},
 	{"duration_syntax.toml", "delivery.timeout", nil},
 	{"duration_env.toml", "reconcile.interval", ErrInvalid},
 	{"unknown_key.toml", "server.listn", ErrUnknownKey},
@@ -386,6 +404,160 @@ func TestExpandString(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			require.Equal(t, tt.want, expandString(tt.in, env))
+		})
+	}
+}
+
+func TestQuotedScalars(t *testing.T) {
+	env := map[string]string{
+		"N": "7", "BIG": "9223372036854775807", "HUGE": "9223372036854775808",
+		"NEG": "-3", "YES": "true", "ONE": "1", "NO": "FALSE", "WORD": "abc", "EMPTY": "",
+	}
+	tests := []struct {
+		name  string
+		doc   string
+		check func(t *testing.T, c Config)
+		err   string // when set, the whole error text
+		is    error
+	}{
+		{
+			name:  "int from the environment",
+			doc:   "[delivery]\nworkers = \"${N}\"",
+			check: func(t *testing.T, c Config) { require.Equal(t, 7, c.Delivery.Workers) },
+		},
+		{
+			name:  "int quoted without a reference",
+			doc:   "[server]\nmax_in_flight = \"12\"",
+			check: func(t *testing.T, c Config) { require.Equal(t, 12, c.Server.MaxInFlight) },
+		},
+		{
+			name:  "int64 from the environment",
+			doc:   "[server]\nmax_body_bytes = \"${N}000\"",
+			check: func(t *testing.T, c Config) { require.Equal(t, int64(7000), c.Server.MaxBodyBytes) },
+		},
+		{
+			name: "bool from the environment",
+			doc:  "[reconcile]\nenabled = \"${NO}\"\nbackfill_on_start = \"${YES}\"",
+			check: func(t *testing.T, c Config) {
+				require.False(t, c.Reconcile.Enabled)
+				require.True(t, c.Reconcile.BackfillOnStart)
+			},
+		},
+		{
+			name:  "bool in strconv's other spellings",
+			doc:   "[reconcile]\nbackfill_on_start = \"${ONE}\"",
+			check: func(t *testing.T, c Config) { require.True(t, c.Reconcile.BackfillOnStart) },
+		},
+		{
+			name: "per-target max_attempts",
+			doc: "[delivery]\nmax_attempts = 5\n" +
+				"[[targets]]\nname = \"a\"\nurl = \"http://x/a\"\nmax_attempts = \"${N}\"\n" +
+				"[[targets]]\nname = \"b\"\nurl = \"http://x/b\"\n",
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, 7, c.Targets[0].MaxAttempts)
+				require.Equal(t, 5, c.Targets[1].MaxAttempts, "an absent one still comes from [delivery]")
+			},
+		},
+		{
+			name: "inline target max_attempts",
+			doc:  "targets = [{ name = \"a\", url = \"http://x/a\", max_attempts = \"${N}\" }]",
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, 7, c.Targets[0].MaxAttempts)
+			},
+		},
+		{
+			name: "bare values are unchanged",
+			doc:  "[delivery]\nworkers = 3\n[reconcile]\nenabled = false",
+			check: func(t *testing.T, c Config) {
+				require.Equal(t, 3, c.Delivery.Workers)
+				require.False(t, c.Reconcile.Enabled)
+			},
+		},
+		{
+			name:  "the largest int64",
+			doc:   "[server]\nmax_header_bytes = \"${BIG}\"",
+			check: func(t *testing.T, c Config) { require.Equal(t, 1<<63-1, c.Server.MaxHeaderBytes) },
+		},
+		{
+			name: "not an integer after expansion",
+			doc:  "[delivery]\nworkers = \"${WORD}\"",
+			err:  `config: delivery.workers = "abc": must be an integer (expanded from "${WORD}")`,
+			is:   ErrInvalid,
+		},
+		{
+			name: "quoted, not an integer",
+			doc:  "[delivery]\nworkers = \"abc\"",
+			err:  `config: delivery.workers = "abc": must be an integer`,
+			is:   ErrInvalid,
+		},
+		{
+			name: "octal and hex are not read from strings",
+			doc:  "[delivery]\nworkers = \"0x10\"",
+			err:  `config: delivery.workers = "0x10": must be an integer`,
+			is:   ErrInvalid,
+		},
+		{
+			name: "unset variable",
+			doc:  "[[targets]]\nname = \"a\"\nurl = \"http://x/a\"\nmax_attempts = \"${UNSET}\"",
+			err:  `config: targets[0].max_attempts: must be an integer (expanded from "${UNSET}")`,
+			is:   ErrInvalid,
+		},
+		{
+			name: "integer overflow",
+			doc:  "[server]\nmax_body_bytes = \"${HUGE}\"",
+			err:  `config: server.max_body_bytes = "9223372036854775808": does not fit in a 64-bit integer (expanded from "${HUGE}")`,
+			is:   ErrOutOfRange,
+		},
+		{
+			name: "not a boolean after expansion",
+			doc:  "[reconcile]\nenabled = \"${WORD}\"",
+			err:  `config: reconcile.enabled = "abc": must be true or false (expanded from "${WORD}")`,
+			is:   ErrInvalid,
+		},
+		{
+			name: "a parsed value is still validated",
+			doc:  "[delivery]\nworkers = \"${NEG}\"",
+			err:  `config: delivery.workers = "-3": must be between 1 and 1024`,
+			is:   ErrOutOfRange,
+		},
+		{
+			name: "every bad scalar is reported",
+			doc:  "[delivery]\nworkers = \"x\"\nmax_attempts = \"${EMPTY}\"\n[reconcile]\nenabled = \"y\"",
+			err: `config: reconcile.enabled = "y": must be true or false` + "\n" +
+				`config: delivery.workers = "x": must be an integer` + "\n" +
+				`config: delivery.max_attempts: must be an integer (expanded from "${EMPTY}")`,
+			is: ErrInvalid,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseWith(strings.NewReader(tt.doc), lookup(env))
+			if tt.err != "" {
+				require.EqualError(t, err, tt.err)
+				require.ErrorIs(t, err, tt.is)
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, c)
+			require.Equal(t, c, roundTrip(t, c), "WriteTOML writes the parsed value bare")
+		})
+	}
+}
+
+func TestDecodeErrorsNameConfigTypes(t *testing.T) {
+	tests := []struct{ doc, want string }{
+		{"server = 1", "type mismatch for config.Server"},
+		{"targets = [1]", "type mismatch for config.Target"},
+		{"[reconcile]\nenabled = 1", `(last key "reconcile.enabled"): incompatible types: TOML value has type int64; destination has type boolean`},
+		{"[delivery]\nworkers = [1]", `(last key "delivery.workers"): incompatible types: TOML value has type []any; destination has type integer`},
+		{"[server]\nlisten = 1", `(last key "server.listen"): incompatible types: TOML value has type int64; destination has type string`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.doc, func(t *testing.T) {
+			_, err := parseString(t, tt.doc)
+			require.ErrorContains(t, err, tt.want)
+			require.NotContains(t, err.Error(), "struct {")
+			require.Empty(t, validationErrors(err))
 		})
 	}
 }

@@ -64,25 +64,27 @@ func Parse(r io.Reader) (Config, error) {
 
 // ParseWith reads a TOML configuration. It starts from Default, decodes r
 // strictly (a key Config does not know is a *ValidationError wrapping
-// ErrUnknownKey), replaces every ${NAME} in a string value with
+// ErrUnknownKey), replaces every ${NAME} in a quoted value with
 // lookupEnv(NAME) (an unset variable gives ""; a nil lookupEnv means none is
 // set), fills each target's zero timeout and max_attempts from [delivery], and
 // returns the result of Validate. Only the ${NAME} form is expanded: "$NAME"
 // and "$$" stay as written, so secrets may contain "$".
 //
+// Integer and boolean keys may be written bare (workers = 16) or quoted
+// (workers = "${WORKERS}"); a quoted one is expanded and then parsed with
+// strconv, and one that does not parse is a *ValidationError naming the key.
+//
 // Expansion runs on decoded values, never on the TOML text, so a variable
-// holding quotes or newlines cannot change the file's structure. That is also
-// why integers and booleans cannot come from the environment: TOML needs them
-// unquoted. Durations can, since they are strings.
+// holding quotes or newlines cannot change the file's structure.
 func ParseWith(r io.Reader, lookupEnv func(string) (string, bool)) (Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
 	}
-	cfg := Default()
-	md, err := toml.Decode(string(data), &cfg)
+	raw := newRaw(Default())
+	md, err := toml.Decode(string(data), raw.Interface())
 	if err != nil {
-		return Config{}, fmt.Errorf("decode config: %w", err)
+		return Config{}, fmt.Errorf("decode config: %w", rawTypeNames(err))
 	}
 	if err := unknownKeys(md, string(data)); err != nil {
 		return Config{}, err
@@ -90,8 +92,9 @@ func ParseWith(r io.Reader, lookupEnv func(string) (string, bool)) (Config, erro
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
+	var cfg Config
 	var p problems
-	expandValue(&p, reflect.ValueOf(&cfg).Elem(), "", lookupEnv)
+	resolve(&p, reflect.ValueOf(&cfg).Elem(), raw.Elem(), "", lookupEnv)
 	if err := p.err(); err != nil {
 		return Config{}, err
 	}
@@ -217,15 +220,9 @@ func expandValue(p *problems, v reflect.Value, key string, lookupEnv func(string
 	case reflect.Struct:
 		t := v.Type()
 		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
+			if f := t.Field(i); f.IsExported() {
+				expandValue(p, v.Field(i), fieldKey(key, f), lookupEnv)
 			}
-			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-			if key != "" {
-				name = key + "." + name
-			}
-			expandValue(p, v.Field(i), name, lookupEnv)
 		}
 	case reflect.Slice:
 		for i := range v.Len() {
@@ -240,6 +237,15 @@ func expandValue(p *problems, v reflect.Value, key string, lookupEnv func(string
 			v.SetMapIndex(k, reflect.ValueOf(expandString(e.String(), lookupEnv)).Convert(e.Type()))
 		}
 	}
+}
+
+// fieldKey is the TOML key of field f of the table at key.
+func fieldKey(key string, f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	if key == "" {
+		return name
+	}
+	return key + "." + name
 }
 
 // CheckFiles verifies the files the configuration names: each target's

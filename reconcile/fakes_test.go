@@ -182,6 +182,7 @@ type account struct {
 	lastCalls int
 	lastArgs  []string // "from_me=N col=N" of each msg_get_last call
 	chatCalls []string
+	onPoll    func() // runs (unlocked) at each msg_get_last call, e.g. to land a webhook mid-poll
 }
 
 func (a *account) add(ms ...wamm.Message) {
@@ -219,6 +220,9 @@ func (a *account) newest(col int, keep func(wamm.Message) bool) ([]wamm.Message,
 func (a *account) poller() *fakePoller {
 	return &fakePoller{
 		lastMessages: func(_ context.Context, fromMe, col int) ([]wamm.Message, error) {
+			if a.onPoll != nil {
+				a.onPoll()
+			}
 			a.mu.Lock()
 			defer a.mu.Unlock()
 			a.lastCalls++

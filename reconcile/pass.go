@@ -118,6 +118,19 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 		return nil
 	}
 
+	// Whether this is a first run is decided before polling: a webhook that
+	// commits while the poll runs must not turn the baseline into a backfill
+	// of the account's history.
+	if !r.baselineChecked {
+		has, err := r.opts.Store.HasEvents(ctx)
+		if err != nil {
+			return storeError("check for stored events", err)
+		}
+		r.baselineChecked = true
+		r.needBaseline = !has && !r.opts.BackfillOnStart
+		r.backfilling = !has && r.opts.BackfillOnStart
+	}
+
 	now := r.opts.Now()
 	var pages [2][]wamm.Message
 	for i, dir := range []int{0, 1} {
@@ -131,23 +144,12 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	polled := r.fresh(append(slices.Clip(pages[0]), pages[1]...), queried, now, rep)
 	rep.Polled = len(queried)
 
-	if !r.baselineChecked {
-		has, err := r.opts.Store.HasEvents(ctx)
-		if err != nil {
-			return storeError("check for stored events", err)
-		}
-		r.baselineChecked = true
-		r.needBaseline = !has && !r.opts.BackfillOnStart
-		r.backfilling = !has && r.opts.BackfillOnStart
-		if r.backfilling {
-			r.log.WithField("messages", len(polled)).
-				Info("reconcile: first run against an empty store; backfilling the polled messages after the grace period")
-		}
+	if r.backfilling {
+		r.log.WithField("messages", len(polled)).
+			Info("reconcile: first run against an empty store; backfilling the polled messages after the grace period")
 	}
 	if r.needBaseline {
-		if pe := r.baseline(ctx, polled, now, rep); pe != nil {
-			return pe
-		}
+		r.baseline(polled, now, rep)
 		r.needBaseline = false
 		return nil
 	}
@@ -234,23 +236,20 @@ func (r *Reconciler) tooOld(m wamm.Message, now time.Time) bool {
 	return t.Add(24 * time.Hour).Before(now.Add(-r.opts.MaxAge))
 }
 
-// baseline records every polled message as seen without delivering it: the
-// first run against an empty store must not replay the account's history.
-func (r *Reconciler) baseline(ctx context.Context, polled []wamm.Message, now time.Time, rep *Report) *passError {
+// baseline takes the first poll against an empty store as history: every
+// polled message becomes a baseline candidate that, once its grace period is
+// over and no webhook brought it, is recorded as seen without being delivered.
+// The grace keeps the webhook of a message that reached WAMM just before the
+// poll from being answered as a duplicate and lost.
+func (r *Reconciler) baseline(polled []wamm.Message, now time.Time, rep *Report) {
 	for _, m := range polled {
-		dup, err := r.opts.Seen.Ingest(ctx, wamm.MessageEvent(m, now))
-		if err != nil {
-			return storeError("record baseline message", err)
+		r.track(event.MsgKey(m.MsgID), event.KindMsg, m, now)
+		if c := r.cands[event.MsgKey(m.MsgID)]; c != nil {
+			c.baseline = true
 		}
-		if dup {
-			continue
-		}
-		rep.Baseline++
-		r.metrics.baseline.Inc()
 	}
-	r.log.WithField("messages", rep.Baseline).
-		Info("reconcile: first run against an empty store; recorded the polled messages as seen without delivering them (set backfill_on_start to deliver them)")
-	return nil
+	r.log.WithField("messages", len(polled)).
+		Info("reconcile: first run against an empty store; the polled messages will be recorded as seen without being delivered (set backfill_on_start to deliver them)")
 }
 
 // checkOverflow flags each full page that overlaps nothing known (to the store
@@ -445,23 +444,36 @@ func (r *Reconciler) ingestWave(ctx context.Context, wave []*candidate, now time
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			results[i].dup, results[i].err = r.opts.Ingester.Ingest(ctx, results[i].ev)
+			ingester := r.opts.Ingester
+			if c.baseline {
+				ingester = r.opts.Seen
+			}
+			results[i].dup, results[i].err = ingester.Ingest(ctx, results[i].ev)
 		}()
 	}
 	wg.Wait()
 
-	var firstErr error
+	var firstErr *passError
 	for i, c := range wave {
 		res := results[i]
 		if res.err != nil {
 			if firstErr == nil {
-				firstErr = res.err
+				op := "ingest missed event"
+				if c.baseline {
+					op = "record baseline message"
+				}
+				firstErr = storeError(op, res.err)
 			}
 			continue
 		}
 		r.drop(c.key)
 		if res.dup {
 			rep.Duplicates++
+			continue
+		}
+		if c.baseline {
+			rep.Baseline++
+			r.metrics.baseline.Inc()
 			continue
 		}
 		if c.kind == event.KindMsg {
@@ -478,7 +490,7 @@ func (r *Reconciler) ingestWave(ctx context.Context, wave []*candidate, now time
 		}).Info("reconcile: ingested an event the webhooks missed")
 	}
 	if firstErr != nil {
-		return storeError("ingest missed event", firstErr)
+		return firstErr
 	}
 	return nil
 }

@@ -207,6 +207,9 @@ type candidate struct {
 	msg       wamm.Message
 	firstSeen time.Time
 	lastSeen  time.Time
+	// baseline marks a message of the first-run baseline: once its grace is
+	// over and it is still unknown it is recorded as seen, not delivered.
+	baseline bool
 }
 
 func (c *candidate) deadline(grace time.Duration) time.Time { return c.firstSeen.Add(grace) }

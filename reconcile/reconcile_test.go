@@ -300,17 +300,21 @@ func TestFirstRun(t *testing.T) {
 			}
 			r := f.new(t)
 
+			// Both wait out the grace period: a webhook on its way wins.
 			rep := once(t, r)
 			require.Equal(t, 150, rep.Polled)
-			require.Equal(t, tc.wantBaseline, rep.Baseline)
+			require.Equal(t, 150, rep.InGrace)
+			require.Zero(t, rep.Baseline)
 			require.False(t, rep.Overflow)
 			require.Zero(t, rep.ChatsBackfilled)
-			require.Len(t, f.store.seenOnly, tc.wantSeen)
+			require.Empty(t, f.store.seenOnly)
 			require.Empty(t, f.store.deliveredKeys())
-			require.InDelta(t, float64(tc.wantBaseline), testutil.ToFloat64(r.metrics.baseline), 0)
 
 			f.clock.Advance(20 * time.Second)
-			promote(t, r)
+			rep = promote(t, r)
+			require.Equal(t, tc.wantBaseline, rep.Baseline)
+			require.Len(t, f.store.seenOnly, tc.wantSeen)
+			require.InDelta(t, float64(tc.wantBaseline), testutil.ToFloat64(r.metrics.baseline), 0)
 			require.Len(t, f.store.deliveredKeys(), tc.wantEnqueued)
 
 			// Afterwards a new message is a gap like any other.
@@ -330,24 +334,60 @@ func TestFirstRun(t *testing.T) {
 func TestFirstRunBaselineSurvivesStoreFailure(t *testing.T) {
 	f := newFixture(t, true)
 	f.acct.add(incoming(10, 3, "79001111111")...)
-	calls := 0
-	f.store.ingestErr = func(event.Event) error {
-		if calls++; calls == 2 {
+	failing := true
+	f.store.ingestErr = func(ev event.Event) error {
+		if failing && ev.Key == "msg:11" {
 			return errors.New("disk full")
 		}
 		return nil
 	}
 	r := f.new(t)
-	_, err := r.ReconcileOnce(context.Background())
+	once(t, r)
+	f.clock.Advance(20 * time.Second)
+	_, err := r.Promote(context.Background())
 	require.ErrorContains(t, err, "record baseline message: disk full")
+	require.Len(t, f.store.seenOnly, 2)
 
-	// The store now has an event, but the baseline is finished, not delivered.
+	// The store now has events, but the baseline is finished, not delivered.
+	failing = false
 	rep := once(t, r)
-	require.Equal(t, 2, rep.Baseline, "the two not yet recorded (one was already)")
+	require.Equal(t, 1, rep.Baseline, "the one not yet recorded")
 	f.clock.Advance(time.Hour)
 	once(t, r)
 	require.Empty(t, f.store.deliveredKeys())
 	require.Len(t, f.store.seenOnly, 3)
+}
+
+func TestFirstRunWebhookDuringBaselineWins(t *testing.T) {
+	f := newFixture(t, true)
+	f.acct.add(incoming(10, 3, "79001111111")...)
+	r := f.new(t)
+	once(t, r)
+	// The webhook of a message WAMM had just before the first poll lands
+	// during the baseline's grace: it must stay a delivery, not be recorded
+	// as already seen.
+	dup, err := f.store.ingest(event.Event{Key: "msg:12", Kind: event.KindMsg, MsgID: "12"}, true)
+	require.NoError(t, err)
+	require.False(t, dup)
+	f.clock.Advance(20 * time.Second)
+	rep := promote(t, r)
+	require.Equal(t, 2, rep.Baseline)
+	require.Equal(t, 1, rep.ArrivedInGrace)
+	require.Equal(t, []event.Key{"msg:12"}, f.store.deliveredKeys())
+}
+
+func TestFirstRunDecidedBeforePolling(t *testing.T) {
+	f := newFixture(t, true)
+	f.acct.add(incoming(10, 3, "79001111111")...)
+	// A webhook commits while the first poll runs: the run is still a first
+	// run, so the polled history is not delivered.
+	f.acct.onPoll = func() { _, _ = f.store.ingest(event.Event{Key: "raw:ping", Kind: event.KindRaw}, true) }
+	r := f.new(t)
+	once(t, r)
+	f.clock.Advance(20 * time.Second)
+	rep := promote(t, r)
+	require.Equal(t, 3, rep.Baseline)
+	require.Equal(t, []event.Key{"raw:ping"}, f.store.deliveredKeys())
 }
 
 func TestNotLeader(t *testing.T) {

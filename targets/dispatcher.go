@@ -223,6 +223,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	hard, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
 
+	if len(d.pools) == 0 {
+		// Nothing to deliver to; stay up like any other component so the
+		// run group does not read an early return as a stop.
+		d.log.Warn("no targets configured: events are stored but delivered nowhere")
+		<-ctx.Done()
+		return nil
+	}
 	d.log.WithField("targets", len(d.pools)).Info("delivery workers started")
 	var loops, attempts sync.WaitGroup
 	for _, p := range d.pools {

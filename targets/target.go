@@ -75,11 +75,9 @@ type Table struct {
 
 // NewTable validates the targets and precomputes the match for every kind.
 // Errors name the target and field and never include header values or the
-// signing secret.
+// signing secret. An empty list is valid: events are then stored (and
+// deduplicated) but delivered nowhere.
 func NewTable(ts []Target) (*Table, error) {
-	if len(ts) == 0 {
-		return nil, errors.New("targets: none configured")
-	}
 	t := &Table{byKind: make(map[event.Kind][]string)}
 	seen := make(map[string]bool, len(ts))
 	for i, tg := range ts {

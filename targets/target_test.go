@@ -96,10 +96,15 @@ func TestNewTableRejects(t *testing.T) {
 		_, err := NewTable([]Target{ok(), ok()})
 		require.ErrorContains(t, err, `targets[1]: name "crm": duplicate`)
 	})
-	t.Run("none", func(t *testing.T) {
-		_, err := NewTable(nil)
-		require.Error(t, err)
-	})
+}
+
+func TestEmptyTableMatchesNothing(t *testing.T) {
+	tbl, err := NewTable(nil)
+	require.NoError(t, err, "no targets is valid: events are stored and delivered nowhere")
+	for _, k := range []event.Kind{event.KindMsg, event.KindMsgState, event.KindRaw} {
+		require.Empty(t, tbl.Match(k))
+	}
+	require.Empty(t, tbl.Names())
 }
 
 func TestTargetStringHidesSecrets(t *testing.T) {

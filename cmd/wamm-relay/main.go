@@ -57,6 +57,12 @@ func (e *configError) Unwrap() error { return e.err }
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal starts the drain, restore the default handling
+	// so a second Ctrl-C or SIGTERM ends the process at once.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 
 	err := dispatch(ctx, args, stdout, stderr)
 	var uerr *usageError

@@ -14,8 +14,6 @@ import (
 
 	"github.com/wamm-relay/wamm-relay/app"
 	"github.com/wamm-relay/wamm-relay/config"
-	"github.com/wamm-relay/wamm-relay/event"
-	"github.com/wamm-relay/wamm-relay/store"
 )
 
 // cliLogger keeps CLI verbs quiet: only warnings and errors reach stderr.
@@ -84,7 +82,7 @@ func cmdDeliveries(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 // openStore loads the configuration and opens its store for a CLI verb.
-func openStore(ctx context.Context, path string, stderr io.Writer) (store.Store, error) {
+func openStore(ctx context.Context, path string, stderr io.Writer) (app.Store, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, err
@@ -106,7 +104,7 @@ func cmdDeliveriesList(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *status != "" && !event.Status(*status).Valid() {
+	if *status != "" && !app.DeliveryStatus(*status).Valid() {
 		return usagef("deliveries list: --status must be pending, delivered or dead, got %q", *status)
 	}
 	if *limit < 1 {
@@ -117,7 +115,7 @@ func cmdDeliveriesList(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer st.Close()
-	ds, err := st.List(ctx, store.ListFilter{Status: event.Status(*status), Target: *target, Limit: *limit})
+	ds, err := st.List(ctx, app.ListFilter{Status: app.DeliveryStatus(*status), Target: *target, Limit: *limit})
 	if err != nil {
 		return fmt.Errorf("list deliveries: %w", err)
 	}
@@ -152,7 +150,7 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func writeDeliveriesJSON(w io.Writer, ds []event.Delivery) error {
+func writeDeliveriesJSON(w io.Writer, ds []app.Delivery) error {
 	views := make([]deliveryView, 0, len(ds))
 	for _, d := range ds {
 		v := deliveryView{
@@ -161,7 +159,7 @@ func writeDeliveriesJSON(w io.Writer, ds []event.Delivery) error {
 			CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, DeliveredAt: timePtr(d.DeliveredAt),
 			LastError: d.LastError, LastStatusCode: d.LastStatusCode,
 		}
-		if d.Status == event.StatusPending {
+		if d.Status == app.StatusPending {
 			v.NextAttemptAt = timePtr(d.NextAttemptAt)
 		}
 		views = append(views, v)
@@ -174,7 +172,7 @@ func writeDeliveriesJSON(w io.Writer, ds []event.Delivery) error {
 	return nil
 }
 
-func writeDeliveriesTable(w io.Writer, ds []event.Delivery) error {
+func writeDeliveriesTable(w io.Writer, ds []app.Delivery) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTARGET\tSTATUS\tATTEMPTS\tEVENT\tSOURCE\tCREATED\tLAST ERROR")
 	for _, d := range ds {
@@ -220,14 +218,14 @@ func cmdDeliveriesReplay(ctx context.Context, args []string, stdout, stderr io.W
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	req := store.ReplayRequest{Now: time.Now()}
+	req := app.ReplayRequest{Now: time.Now()}
 	switch {
 	case len(ids) > 0 && (*target != "" || *status != ""):
 		return usagef("deliveries replay: use either --id or --target with --status, not both")
 	case len(ids) > 0:
 		req.IDs = ids
-	case *target != "" && (*status == string(event.StatusDead) || *status == string(event.StatusDelivered)):
-		req.Target, req.Status = *target, event.Status(*status)
+	case *target != "" && (*status == string(app.StatusDead) || *status == string(app.StatusDelivered)):
+		req.Target, req.Status = *target, app.DeliveryStatus(*status)
 	default:
 		return usagef("deliveries replay: need --id ID..., or --target T --status dead|delivered")
 	}

@@ -125,8 +125,10 @@ func (s *Store) commitBatch(ctx context.Context, batch []store.IngestRequest) []
 		if len(got) == 0 {
 			return nil
 		}
-		// Delivered to listeners only when this transaction commits.
-		_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", s.channel)
+		// The 200 promises durability whatever the server's default: force a
+		// synchronous commit for this transaction. The notification reaches
+		// listeners only when it commits.
+		_, err = tx.Exec(ctx, "SELECT set_config('synchronous_commit', 'on', true), pg_notify($1, '')", s.channel)
 		return err
 	})
 	if err != nil {

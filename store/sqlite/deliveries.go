@@ -61,9 +61,9 @@ func scanDeliveries(rows *sql.Rows, limit int) ([]event.Delivery, error) {
 
 // Claim leases up to req.Limit due deliveries of req.Target to req.Owner
 // until req.Now+req.Lease, oldest due first. Selecting and leasing happen in
-// one immediate transaction, so two claimers never get the same delivery.
-// The lease is not fsynced (see leaseTx): losing it in a power failure only
-// makes the delivery due again at once after the restart.
+// one immediate transaction, so two claimers never get the same delivery:
+// the group commit of the moment, shared with the ingests and outcomes being
+// written, so a claim costs no transaction (and no fsync) of its own.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]event.Delivery, error) {
 	if err := s.open("claim deliveries"); err != nil {
 		return nil, err
@@ -81,35 +81,44 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]event.Deli
 	now := ms(nowOr(req.Now))
 	until := now + req.Lease.Milliseconds()
 
-	var out []event.Delivery
-	// Prepared before leaseTx takes the writer's only connection.
 	claimDue, err := s.stmts.claimDueFor(ctx, s.w, req.Target)
 	if err != nil {
 		return nil, s.fail("claim deliveries", err)
 	}
-	err = s.leaseTx(ctx, func(tx *sql.Tx) error {
-		// Statements on a context that cannot end: see commitWrites.
-		ctx := context.WithoutCancel(ctx)
-		rows, err := tx.StmtContext(ctx, claimDue).QueryContext(ctx, now, now)
-		if err != nil {
-			return fmt.Errorf("select due deliveries: %w", err)
-		}
-		out, err = scanDeliveries(rows, req.Limit)
-		if err != nil {
-			return err
-		}
-		lease := tx.StmtContext(ctx, s.stmts.lease)
-		for _, d := range out {
-			if _, err := lease.ExecContext(ctx, req.Owner, until, d.ID); err != nil {
-				return fmt.Errorf("lease delivery %d: %w", d.ID, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	op := &claimRequest{stmt: claimDue, owner: req.Owner, now: now, until: until, limit: req.Limit}
+	if err := s.writer.do(ctx, &writeOp{claim: op}); err != nil {
 		return nil, s.fail("claim deliveries", err)
 	}
-	return out, nil
+	return op.out, nil
+}
+
+// claimRequest is one Claim call: its prepared statement, bound values and,
+// once committed, its result.
+type claimRequest struct {
+	stmt       *sql.Stmt
+	owner      string
+	now, until int64
+	limit      int
+	out        []event.Delivery
+}
+
+// claimOne selects and leases one claim's deliveries inside a group commit.
+func claimOne(ctx context.Context, tx *sql.Tx, lease *sql.Stmt, c *claimRequest) error {
+	rows, err := tx.StmtContext(ctx, c.stmt).QueryContext(ctx, c.now, c.now)
+	if err != nil {
+		return fmt.Errorf("select due deliveries: %w", err)
+	}
+	out, err := scanDeliveries(rows, c.limit)
+	if err != nil {
+		return err
+	}
+	for _, d := range out {
+		if _, err := lease.ExecContext(ctx, c.owner, c.until, d.ID); err != nil {
+			return fmt.Errorf("lease delivery %d: %w", d.ID, err)
+		}
+	}
+	c.out = out
+	return nil
 }
 
 // claimDueSQL selects the due, unleased pending deliveries of the target

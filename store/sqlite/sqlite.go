@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -240,52 +239,6 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("commit transaction: %w", err)
 	}
 	return nil
-}
-
-// leaseTx runs fn in one write transaction whose commit does not wait for
-// an fsync (synchronous=NORMAL for that transaction only). It is for writes
-// that are safe to lose in a power failure, namely leases: a lease that did
-// not reach the disk only makes its delivery claimable again after a
-// restart, which is what a restart does to leases anyway. Such a commit is
-// still atomic, and it becomes durable with the next FULL commit, whose
-// fsync of the WAL covers every frame before it.
-func (s *Store) leaseTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	conn, err := s.w.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("take writer connection: %w", err)
-	}
-	restored := false
-	defer func() {
-		if !restored {
-			// The connection may still be in NORMAL mode: never hand it
-			// back to the pool like that.
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		}
-		_ = conn.Close()
-	}()
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
-		return fmt.Errorf("relax synchronous: %w", err)
-	}
-	txErr := func() error {
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("begin transaction: %w", err)
-		}
-		if err := fn(tx); err != nil {
-			_ = tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("commit transaction: %w", err)
-		}
-		return nil
-	}()
-	// Restore on a context of its own: a canceled caller must not leave the
-	// writer connection non-durable.
-	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err == nil {
-		restored = true
-	}
-	return txErr
 }
 
 // ms stores a time as unix milliseconds.

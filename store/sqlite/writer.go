@@ -13,25 +13,28 @@ import (
 // together) one group commit writes.
 const DefaultMaxWriteBatch = 1024
 
-// writeOp is one Ingest or Record waiting for a group commit; exactly one
-// of ingest and record is set.
+// writeOp is one Ingest, Record or Claim waiting for a group commit;
+// exactly one of ingest, record and claim is set.
 type writeOp struct {
 	ingest *store.IngestRequest
 	record *recordRequest
+	claim  *claimRequest
 	ctx    context.Context
 	res    chan error
 }
 
-// writer turns concurrent Ingest and Record calls into group commits: while
+// writer turns concurrent Ingest, Record and Claim calls into group commits: while
 // one transaction is being written and fsynced, the calls that arrive queue
 // up and go into the next transaction together, so durability costs one
 // fsync per batch rather than one per webhook or per delivery attempt. A
 // lone call is committed at once; there is no timer. SQLite has one writer,
 // so there is one committer.
 //
-// Ingests and outcomes share transactions because both need the same thing
-// from the disk: a delivery worker that waits for its outcome's fsync and a
-// webhook that waits for its ingest's fsync can wait for the same one.
+// Ingests, outcomes and claims share transactions: a delivery worker that
+// waits for its outcome's fsync and a webhook that waits for its ingest's
+// fsync can wait for the same one, and a claim (which needs no fsync of its
+// own) then costs no transaction either. A claim placed after an ingest in
+// the same batch sees that ingest's deliveries; both commit or neither.
 type writer struct {
 	commit     func(ctx context.Context, ops []*writeOp) []error
 	maxIngests int
@@ -245,6 +248,7 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp) []error {
 		insDelivery := tx.StmtContext(bg, s.stmts.insDelivery)
 		record := tx.StmtContext(bg, s.stmts.record)
 		exists := tx.StmtContext(bg, s.stmts.exists)
+		lease := tx.StmtContext(bg, s.stmts.lease)
 		inserted = 0
 		for i, op := range ops {
 			var err error
@@ -257,6 +261,8 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp) []error {
 				}
 			case op.record != nil:
 				err = recordOne(bg, record, exists, op.record)
+			case op.claim != nil:
+				err = claimOne(bg, tx, lease, op.claim)
 			}
 			if err != nil && !isOwnError(err) {
 				return err

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain lets the test binary stand in for the bench program when the
+// smoke test starts the baseline forwarder as a subprocess of itself.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "baseline-server" {
+		if err := baselineMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "baseline-server:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs the smoke scenario end to end: the relay binary (built
+// here) and the baseline each get 1,000 webhooks with the sinks up and 500
+// with them answering 503, then the sinks come back; every accepted message
+// must reach every sink. It proves the bench works, not how fast anything is.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the relay binary; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	code, err := run(ctx, []string{"--scenario", "smoke", "--dir", t.TempDir(), "--drain-timeout", "60s"}, &out)
+	t.Log(out.String())
+	require.NoError(t, err)
+	require.Equal(t, 0, code)
+	require.Contains(t, out.String(), "every sink got every accepted message | every sink got every accepted message")
+}
+
+func TestParseBenchBody(t *testing.T) {
+	sent := time.Unix(1_700_000_000, 123)
+	for _, tc := range []struct {
+		name    string
+		body    []byte
+		seq     int64
+		wantErr bool
+	}{
+		{"generated", appendBody(nil, 42, sent), 42, false},
+		{"no msg_id", []byte(`{"tip":"msg","msg_data":{"bench_sent_ns":1}}`), 0, true},
+		{"no sent time", []byte(`{"tip":"msg","msg_data":{"msg_id":1000000042}}`), 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seq, ns, err := parseBenchBody(tc.body)
+			if tc.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.seq, seq)
+			require.Equal(t, sent.UnixNano(), ns)
+		})
+	}
+}
+
+func TestSummaryPercentiles(t *testing.T) {
+	var s samples
+	for i := 1; i <= 1000; i++ {
+		s.Add(time.Duration(i) * time.Millisecond)
+	}
+	sum := s.Summary()
+	require.Equal(t, 500*time.Millisecond, sum.P(0.50))
+	require.Equal(t, 990*time.Millisecond, sum.P(0.99))
+	require.Equal(t, 999*time.Millisecond, sum.P(0.999))
+	require.Equal(t, time.Second, sum.Max())
+	require.Zero(t, (&samples{}).Summary().P(0.5))
+}
