@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"testing"
@@ -61,6 +62,7 @@ func TestParseBenchBody(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
+			require.True(t, json.Valid(tc.body), "the generated webhook must be JSON")
 			require.Equal(t, tc.seq, seq)
 			require.Equal(t, sent.UnixNano(), ns)
 		})
