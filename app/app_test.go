@@ -51,7 +51,9 @@ func target(name, url string, events ...string) config.Target {
 	return config.Target{Name: name, URL: url, Events: events}
 }
 
-func startRelay(t *testing.T, cfg config.Config) *relayUnderTest {
+// startRelay runs a relay for cfg until the test ends; tweaks adjust its
+// app.Options.
+func startRelay(t *testing.T, cfg config.Config, tweaks ...func(*app.Options)) *relayUnderTest {
 	t.Helper()
 	logs := &lockedWriter{w: &bytes.Buffer{}}
 	log := logrus.New()
@@ -60,7 +62,11 @@ func startRelay(t *testing.T, cfg config.Config) *relayUnderTest {
 	log.SetFormatter(&logrus.JSONFormatter{})
 
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log, Version: "test"})
+	opts := app.Options{Config: cfg, Logger: log, Version: "test"}
+	for _, tweak := range tweaks {
+		tweak(&opts)
+	}
+	a, err := app.New(ctx, opts)
 	require.NoError(t, err)
 	addr, err := a.Listen()
 	require.NoError(t, err)

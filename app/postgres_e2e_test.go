@@ -2,10 +2,8 @@ package app_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wamm-relay/wamm-relay/app"
@@ -40,37 +37,7 @@ func pgConfig(t *testing.T, dsn string, targets ...config.Target) config.Config 
 // notice a recovered store quickly.
 func startPGRelay(t *testing.T, cfg config.Config) *relayUnderTest {
 	t.Helper()
-	logs := &lockedWriter{w: &bytes.Buffer{}}
-	log := logrus.New()
-	log.SetOutput(logs)
-	log.SetLevel(logrus.DebugLevel)
-	log.SetFormatter(&logrus.JSONFormatter{})
-
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log, Version: "test", IdlePoll: 100 * time.Millisecond})
-	require.NoError(t, err)
-	addr, err := a.Listen()
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var stopped atomic.Bool
-	stop := func() error {
-		if stopped.Swap(true) {
-			return nil
-		}
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(waitLong):
-			return fmt.Errorf("relay did not stop within %s", waitLong)
-		}
-	}
-	t.Cleanup(func() {
-		require.NoError(t, stop())
-		require.NoError(t, a.Close())
-	})
-	return &relayUnderTest{app: a, base: "http://" + addr.String(), logs: logs, stop: stop}
+	return startRelay(t, cfg, func(o *app.Options) { o.IdlePoll = 100 * time.Millisecond })
 }
 
 // pgMetric reads one sample of the instance's /metrics, e.g.
@@ -188,102 +155,6 @@ func TestReconcilerRunsOnOneLeader(t *testing.T) {
 	require.Len(t, fake.Dropped(), 2)
 }
 
-// dbProxy forwards TCP to the database. Down drops every connection and
-// refuses (accepts and closes) new ones until Up.
-type dbProxy struct {
-	l      net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func newDBProxy(t *testing.T, target string) *dbProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &dbProxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = l.Close()
-		p.Down()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *dbProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			_ = c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.down { // cut while dialing
-			p.mu.Unlock()
-			_ = c.Close()
-			_ = up.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *dbProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// Down cuts the database off: open connections are closed, new ones refused.
-func (p *dbProxy) Down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		_ = c.Close()
-		delete(p.conns, c)
-	}
-}
-
-// Up lets new connections through again.
-func (p *dbProxy) Up() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
-
 func readyz(base string) int {
 	resp, err := http.Get(base + "/readyz")
 	if err != nil {
@@ -304,8 +175,8 @@ func TestDatabaseLossAndRecovery(t *testing.T) {
 	if err != nil || u.Host == "" {
 		t.Skipf("%s is not a URL with a host; this test needs one", testutil.PGEnv)
 	}
-	proxy := newDBProxy(t, u.Host)
-	u.Host = proxy.l.Addr().String()
+	proxy := testutil.NewTCPProxy(t, u.Host)
+	u.Host = proxy.Addr()
 
 	// crm holds the attempts it gets until released, so a delivery is in
 	// flight across the outage; with one worker the others stay queued.

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/internal/testutil"
 	"github.com/wamm-relay/wamm-relay/store"
 	"github.com/wamm-relay/wamm-relay/store/storetest"
 )
@@ -447,114 +448,16 @@ func TestRecoversAfterBackendsTerminated(t *testing.T) {
 	requireWoken(t, wakeB, "ingest after the outage")
 }
 
-// flakyProxy forwards TCP to the database. Down drops every connection and
-// refuses (accepts and closes) new ones until Up. Freeze turns the current
-// connections half-open: they stay up but silently drop what they carry,
-// while new ones work.
-type flakyProxy struct {
-	l      net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]*atomic.Bool // value: frozen
-	wg     sync.WaitGroup
-}
-
-func newFlakyProxy(t *testing.T, target string) *flakyProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &flakyProxy{l: l, target: target, conns: map[net.Conn]*atomic.Bool{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = l.Close()
-		p.Down()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *flakyProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.mu.Unlock()
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		frozen := new(atomic.Bool)
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = frozen, frozen
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up, frozen)
-		go p.pipe(up, c, frozen)
-	}
-}
-
-func (p *flakyProxy) pipe(dst, src net.Conn, frozen *atomic.Bool) {
-	defer p.wg.Done()
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !frozen.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *flakyProxy) Down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		_ = c.Close()
-		delete(p.conns, c)
-	}
-}
-
-func (p *flakyProxy) Up() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
-}
-
-func (p *flakyProxy) Freeze() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, frozen := range p.conns {
-		frozen.Store(true)
-	}
-}
-
-// proxiedDSN puts a flakyProxy between a new schema's store and the database.
-func proxiedDSN(t *testing.T, app string) (dsn, schema string, proxy *flakyProxy) {
+// proxiedDSN puts a TCP proxy between a new schema's store and the database.
+func proxiedDSN(t *testing.T, app string) (dsn, schema string, proxy *testutil.TCPProxy) {
 	t.Helper()
 	u, err := url.Parse(pgURL(t))
 	if err != nil || u.Host == "" {
 		t.Skipf("%s is not a URL with a host; this test needs one", envPG)
 	}
 	schema = newSchema(t)
-	proxy = newFlakyProxy(t, u.Host)
-	u.Host = proxy.l.Addr().String()
+	proxy = testutil.NewTCPProxy(t, u.Host)
+	u.Host = proxy.Addr()
 	return dsnFor(t, u.String(), schema, app+schema), schema, proxy
 }
 

@@ -102,6 +102,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o750); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
+	// The store holds message texts and phone numbers: create it readable
+	// by its owner only (SQLite gives the -wal and -shm files the same mode).
+	f, err := os.OpenFile(opts.Path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create store file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("create store file: %w", err)
+	}
 
 	w, err := sql.Open("sqlite", dsn(opts.Path, opts.BusyTimeout, false))
 	if err != nil {

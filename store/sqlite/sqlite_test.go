@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -325,5 +326,17 @@ func reportCPU(b *testing.B) func() {
 	start := cpu()
 	return func() {
 		b.ReportMetric(float64((cpu()-start).Microseconds())/float64(b.N), "cpu-µs/op")
+	}
+}
+
+func TestStoreFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "relay.db")
+	st, err := Open(context.Background(), Options{Path: path, Logger: logrus.New()})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	for _, p := range []string{path, path + "-wal"} {
+		info, err := os.Stat(p)
+		require.NoError(t, err, p)
+		require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "%s holds message data: owner only", p)
 	}
 }
