@@ -38,9 +38,11 @@ type Options struct {
 	// pool_max_conns. The wake listener and each held leader lock use one
 	// connection more each, outside the pool.
 	MaxConns int32
-	// MaxBatch is the most ingests one group commit writes.
+	// MaxBatch is the most ingests, or recorded outcomes, one group commit
+	// writes.
 	MaxBatch int
-	// Committers is how many group commits may run at once.
+	// Committers is how many group commits of ingests may run at once, and
+	// as many again of outcomes.
 	Committers int
 	// CommitTimeout bounds one group commit.
 	CommitTimeout time.Duration
@@ -100,9 +102,10 @@ type Store struct {
 	schema  string
 	channel string // NOTIFY channel of this schema
 
-	batcher *store.Batcher
-	signal  *store.Signal
-	closed  atomic.Bool
+	batcher  *store.Batcher
+	recorder *groupCommit[recordRequest]
+	signal   *store.Signal
+	closed   atomic.Bool
 
 	stopListen context.CancelFunc
 	wg         sync.WaitGroup
@@ -192,6 +195,7 @@ func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts
 	go s.runListener(lctx, first)
 
 	s.batcher = store.NewBatcher(s.commitBatch, opts.MaxBatch, opts.Committers)
+	s.recorder = newGroupCommit(s.commitRecords, opts.MaxBatch, opts.Committers)
 	return s, nil
 }
 
@@ -214,8 +218,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // same schema, or the listener reconnects after losing its connection.
 func (s *Store) Wake() <-chan struct{} { return s.signal.Wait() }
 
-// Close commits queued ingests, stops the listener, releases leader locks
-// (by ending their sessions) and closes the pool. It is safe to call twice.
+// Close commits queued ingests and outcomes, stops the listener, releases
+// leader locks (by ending their sessions) and closes the pool. It is safe to
+// call twice.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
@@ -223,6 +228,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.batcher.Close()
+	s.recorder.close()
 	s.stopListen()
 	s.wg.Wait()
 

@@ -1,0 +1,289 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/store"
+)
+
+// recordRequest is one Record call waiting for a group commit. Nil pointer
+// fields keep the column's current value.
+type recordRequest struct {
+	id        int64
+	owner     string
+	status    event.Status
+	next      *time.Time
+	delivered *time.Time
+	lastErr   *string
+	lastErrAt *time.Time
+	code      int
+	at        time.Time
+}
+
+// recordBatchSQL applies a whole batch of outcomes in one statement and
+// returns the ordinal of every input row it applied. A row is applied only
+// while its owner holds a live lease (at its own time) on a pending
+// delivery. When an id repeats in the batch, PostgreSQL updates the row once,
+// from one of the inputs, as if that call had come first and cleared the
+// lease before the others.
+const recordBatchSQL = `
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+                         $6::text[], $7::timestamptz[], $8::integer[], $9::timestamptz[])
+        WITH ORDINALITY AS i (id, owner, status, next_at, delivered_at, last_error, last_error_at, status_code, at, ord)
+)
+UPDATE deliveries d SET
+    status = i.status,
+    attempts = d.attempts + 1,
+    next_attempt_at = COALESCE(i.next_at, d.next_attempt_at),
+    delivered_at = COALESCE(i.delivered_at, d.delivered_at),
+    last_error = COALESCE(i.last_error, d.last_error),
+    last_error_at = COALESCE(i.last_error_at, d.last_error_at),
+    last_status_code = i.status_code,
+    lease_owner = NULL,
+    lease_until = NULL,
+    updated_at = i.at
+FROM input i
+WHERE d.id = i.id AND d.status = 'pending' AND d.lease_owner = i.owner AND d.lease_until > i.at
+RETURNING i.ord`
+
+// maxBatchRetries is how many times a record batch that lost a deadlock (or
+// a serialization failure) is run again before its callers get the error.
+// Batches feed their rows in id order, so two of them can deadlock only when
+// the same ids are recorded twice at once and the plan does not follow that
+// order; rare, but then the whole batch would fail.
+const maxBatchRetries = 3
+
+// commitRecords is the recorder's commit function: the whole batch in one
+// transaction, so outcomes share one WAL flush. An outcome whose lease is
+// lost, or whose delivery does not exist, gets its own error and writes
+// nothing; any other failure fails every call in the batch.
+func (s *Store) commitRecords(ctx context.Context, batch []recordRequest) []error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.CommitTimeout)
+	defer cancel()
+
+	// Rows in id order, so that concurrent batches lock in the same order.
+	order := make([]int, len(batch))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return batch[order[a]].id < batch[order[b]].id })
+	n := len(batch)
+	var (
+		ids                         = make([]int64, n)
+		owners, statuses, lastErrs  = make([]string, n), make([]string, n), make([]*string, n)
+		nexts, delivereds, errTimes = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+		codes                       = make([]int32, n)
+		ats                         = make([]time.Time, n)
+	)
+	for j, i := range order {
+		r := batch[i]
+		ids[j], owners[j], statuses[j], lastErrs[j] = r.id, r.owner, string(r.status), r.lastErr
+		nexts[j], delivereds[j], errTimes[j] = r.next, r.delivered, r.lastErrAt
+		codes[j], ats[j] = int32(r.code), r.at
+	}
+
+	results := make([]error, n)
+	var (
+		applied []bool // by position in order
+		exists  map[int64]bool
+		err     error
+	)
+	for try := 0; ; try++ {
+		applied, exists = make([]bool, n), nil
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, recordBatchSQL,
+				ids, owners, statuses, nexts, delivereds, lastErrs, errTimes, codes, ats)
+			if err != nil {
+				return err
+			}
+			ords, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return err
+			}
+			for _, o := range ords {
+				applied[o-1] = true
+			}
+			if len(ords) == n {
+				return nil
+			}
+			// Some outcome was refused: tell a lost lease from an unknown
+			// delivery.
+			var missed []int64
+			for j, ok := range applied {
+				if !ok {
+					missed = append(missed, ids[j])
+				}
+			}
+			rows, err = tx.Query(ctx, "SELECT id FROM deliveries WHERE id = ANY($1)", missed)
+			if err != nil {
+				return err
+			}
+			found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return err
+			}
+			exists = make(map[int64]bool, len(found))
+			for _, id := range found {
+				exists[id] = true
+			}
+			return nil
+		})
+		if err == nil || try+1 >= maxBatchRetries || !retryable(err) {
+			break
+		}
+		s.log.WithError(err).WithField("outcomes", n).Warn("record batch lost a deadlock; retrying")
+	}
+	if err != nil {
+		err = fmt.Errorf("commit outcome batch: %w", err)
+		for i := range results {
+			results[i] = err
+		}
+		return results
+	}
+	for j, i := range order {
+		switch {
+		case applied[j]:
+		case exists[ids[j]]:
+			results[i] = store.ErrLeaseLost
+		default:
+			results[i] = store.ErrNotFound
+		}
+	}
+	return results
+}
+
+// retryable reports whether err is a deadlock or serialization failure,
+// after which the same transaction may simply be run again.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// groupCommit turns concurrent calls into group commits: while one
+// transaction is being written, the requests that arrive queue up and go into
+// the next transaction together, so a WAL flush is paid per batch rather than
+// per call. A lone request is committed at once; there is no timer. It is
+// store.Batcher for requests other than ingests.
+type groupCommit[R any] struct {
+	commit   func(ctx context.Context, batch []R) []error
+	maxBatch int
+	queue    chan *groupOp[R]
+	wg       sync.WaitGroup
+	closeMu  sync.RWMutex
+	closed   bool
+}
+
+type groupOp[R any] struct {
+	req R
+	ctx context.Context
+	res chan error
+}
+
+// newGroupCommit starts `committers` goroutines (at least one) that each
+// commit up to maxBatch queued requests per call of commit, which returns
+// one result per request, in order.
+func newGroupCommit[R any](commit func(ctx context.Context, batch []R) []error, maxBatch, committers int) *groupCommit[R] {
+	maxBatch, committers = max(maxBatch, 1), max(committers, 1)
+	g := &groupCommit[R]{
+		commit:   commit,
+		maxBatch: maxBatch,
+		queue:    make(chan *groupOp[R], maxBatch*committers),
+	}
+	for range committers {
+		g.wg.Go(g.loop)
+	}
+	return g
+}
+
+// do queues req and waits for its commit. If ctx ends first it returns the
+// context's error; the request may still commit.
+func (g *groupCommit[R]) do(ctx context.Context, req R) error {
+	g.closeMu.RLock()
+	if g.closed {
+		g.closeMu.RUnlock()
+		return store.ErrClosed
+	}
+	op := &groupOp[R]{req: req, ctx: ctx, res: make(chan error, 1)}
+	select {
+	case g.queue <- op:
+		g.closeMu.RUnlock()
+	case <-ctx.Done():
+		g.closeMu.RUnlock()
+		return fmt.Errorf("queue write: %w", ctx.Err())
+	}
+	select {
+	case err := <-op.res:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("wait for commit: %w", ctx.Err())
+	}
+}
+
+// close commits what is queued, then stops the committers.
+func (g *groupCommit[R]) close() {
+	g.closeMu.Lock()
+	if g.closed {
+		g.closeMu.Unlock()
+		return
+	}
+	g.closed = true
+	close(g.queue)
+	g.closeMu.Unlock()
+	g.wg.Wait()
+}
+
+func (g *groupCommit[R]) loop() {
+	batch := make([]*groupOp[R], 0, g.maxBatch)
+	reqs := make([]R, 0, g.maxBatch)
+	for first := range g.queue {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < g.maxBatch {
+			select {
+			case op, ok := <-g.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, op)
+			default:
+				break fill
+			}
+		}
+		// Drop calls whose callers gave up before the commit started.
+		live := batch[:0]
+		for _, op := range batch {
+			if op.ctx.Err() != nil {
+				op.res <- fmt.Errorf("wait for commit: %w", op.ctx.Err())
+				continue
+			}
+			live = append(live, op)
+		}
+		if len(live) == 0 {
+			continue
+		}
+		reqs = reqs[:0]
+		for _, op := range live {
+			reqs = append(reqs, op.req)
+		}
+		// Once started the commit must finish (or fail) as a whole,
+		// whichever caller leaves.
+		results := g.commit(context.Background(), reqs)
+		for i, op := range live {
+			err := fmt.Errorf("commit batch: no result for request %d", i)
+			if i < len(results) {
+				err = results[i]
+			}
+			op.res <- err
+		}
+	}
+}
