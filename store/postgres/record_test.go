@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/store"
+	"github.com/wamm-relay/wamm-relay/store/storetest"
 )
 
 // freshStore opens a Store on a schema of its own.
@@ -216,78 +215,7 @@ func BenchmarkPipeline(b *testing.B) {
 	s := openStore(b, dsnFor(b, pgURL(b), schema, "wamm_relay_bench_"+schema), func(o *Options) {
 		o.Logger = logrus.New() // quiet
 	})
-	ctx := context.Background()
-	targets := []string{"a", "b", "c"}
-	body := []byte(`{"tip":"msg","msg_data":{"msg_id":1234567,"from_me":0,"phone":"79001234567","msg_text":"Good afternoon, I'm interested in your offer","state":"received"}}`)
-	b.ResetTimer()
-	defer reportCPU(b)()
-
-	var seq atomic.Int64
-	ingested := make(chan struct{})
-	go func() {
-		defer close(ingested)
-		var wg sync.WaitGroup
-		for range 16 {
-			wg.Go(func() {
-				for {
-					n := seq.Add(1)
-					if n > int64(b.N) {
-						return
-					}
-					ev := event.Event{
-						Key: event.MsgKey(fmt.Sprint(n)), Kind: event.KindMsg, Source: event.SourceWebhook,
-						MsgID: fmt.Sprint(n), State: "received", Body: body, ReceivedAt: time.Now(),
-					}
-					if err := s.Ingest(ctx, ev, targets); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-	}()
-
-	var wg sync.WaitGroup
-	for _, target := range targets {
-		wg.Go(func() {
-			const workers = 16
-			sem := make(chan struct{}, workers)
-			var recorded atomic.Int64
-			for recorded.Load() < int64(b.N) {
-				free := workers - len(sem)
-				if free == 0 {
-					sem <- struct{}{} // wait for a slot
-					<-sem
-					continue
-				}
-				ds, err := s.Claim(ctx, store.ClaimRequest{Target: target, Owner: "w", Limit: free, Lease: time.Minute, Now: time.Now()})
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				if len(ds) == 0 {
-					select {
-					case <-s.Wake():
-					case <-time.After(time.Millisecond):
-					}
-					continue
-				}
-				for _, d := range ds {
-					sem <- struct{}{}
-					go func() {
-						defer func() { <-sem }()
-						if err := s.Record(ctx, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: time.Now()}); err != nil {
-							b.Error(err)
-						}
-						recorded.Add(1)
-					}()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	<-ingested
+	storetest.BenchmarkPipeline(b, s)
 }
 
 // BenchmarkRecord measures outcomes recorded by 48 concurrent workers (16
@@ -321,7 +249,7 @@ func BenchmarkRecord(b *testing.B) {
 	}
 	close(work)
 	b.ResetTimer()
-	defer reportCPU(b)()
+	defer storetest.ReportCPU(b)()
 	var wg sync.WaitGroup
 	for range 48 {
 		wg.Go(func() {
@@ -338,16 +266,3 @@ func BenchmarkRecord(b *testing.B) {
 
 // reportCPU reports the process's CPU time per op (user + system) when the
 // returned function runs.
-func reportCPU(b *testing.B) func() {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	start := cpu()
-	return func() {
-		b.ReportMetric(float64((cpu()-start).Microseconds())/float64(b.N), "cpu-µs/op")
-	}
-}

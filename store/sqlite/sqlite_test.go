@@ -6,9 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -181,7 +179,7 @@ func BenchmarkIngest(b *testing.B) {
 	now := time.Now()
 	b.SetParallelism(16) // webhook handlers: many more goroutines than cores
 	b.ResetTimer()
-	defer reportCPU(b)()
+	defer storetest.ReportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			n := seq.Add(1)
@@ -238,96 +236,12 @@ func BenchmarkClaimRecord(b *testing.B) {
 func BenchmarkPipeline(b *testing.B) {
 	s := openAt(b, filepath.Join(b.TempDir(), "relay.db"))
 	b.Cleanup(func() { _ = s.Close() })
-	ctx := context.Background()
-	targets := []string{"a", "b", "c"}
-	body := []byte(`{"tip":"msg","msg_data":{"msg_id":1234567,"qoute_msg_id":null,"from_api":0,"from_me":0,"phone_acc":"79000000000","phone":"79001234567","chat_name":"Ivan Petrov","tip_msg":"textMessage","msg_text":"Good afternoon, I'm interested in your offer","msg_link":null,"date_ins":"2023-05-24 12:35:29","state":"received","senderId":null,"senderName":null}}`)
-	b.ResetTimer()
-	defer reportCPU(b)()
-
-	var seq atomic.Int64
-	ingested := make(chan struct{})
-	go func() {
-		defer close(ingested)
-		var wg sync.WaitGroup
-		for range 16 {
-			wg.Go(func() {
-				for {
-					n := seq.Add(1)
-					if n > int64(b.N) {
-						return
-					}
-					ev := event.Event{
-						Key: event.MsgKey(fmt.Sprint(n)), Kind: event.KindMsg, Source: event.SourceWebhook,
-						MsgID: fmt.Sprint(n), State: "received", Body: body, ReceivedAt: time.Now(),
-					}
-					if err := s.Ingest(ctx, ev, targets); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-	}()
-
-	var wg sync.WaitGroup
-	for _, target := range targets {
-		wg.Go(func() {
-			const workers = 16
-			sem := make(chan struct{}, workers)
-			var recorded atomic.Int64
-			for recorded.Load() < int64(b.N) {
-				free := workers - len(sem)
-				if free == 0 {
-					sem <- struct{}{} // wait for a slot
-					<-sem
-					continue
-				}
-				ds, err := s.Claim(ctx, store.ClaimRequest{Target: target, Owner: "w", Limit: free, Lease: time.Minute, Now: time.Now()})
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				if len(ds) == 0 {
-					select {
-					case <-s.Wake():
-					case <-time.After(time.Millisecond):
-					}
-					continue
-				}
-				for _, d := range ds {
-					sem <- struct{}{}
-					go func() {
-						defer func() { <-sem }()
-						if err := s.Record(ctx, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: time.Now()}); err != nil {
-							b.Error(err)
-						}
-						recorded.Add(1)
-					}()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	<-ingested
+	storetest.BenchmarkPipeline(b, s)
 }
 
 // reportCPU reports the process's CPU time per op (user + system) when the
 // returned function runs: unlike ns/op it hardly moves with the load of
 // other processes on a shared machine.
-func reportCPU(b *testing.B) func() {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	start := cpu()
-	return func() {
-		b.ReportMetric(float64((cpu()-start).Microseconds())/float64(b.N), "cpu-µs/op")
-	}
-}
 
 func TestStoreFileIsPrivate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "relay.db")
