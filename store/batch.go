@@ -14,29 +14,29 @@ type IngestRequest struct {
 	Targets []string
 }
 
-// CommitFunc writes a batch of ingests in one transaction and returns one
-// result per request, in order: nil, ErrDuplicate, or another error. When the
-// transaction itself fails it returns that error for every request. A request
-// whose key repeats an earlier one in the same batch must get ErrDuplicate.
-type CommitFunc func(ctx context.Context, batch []IngestRequest) []error
+// CommitFunc writes a batch of requests in one transaction and returns one
+// result per request, in order. For ingests: nil, ErrDuplicate, or another
+// error, and a request whose key repeats an earlier one in the same batch
+// must get ErrDuplicate. When the transaction itself fails it returns that
+// error for every request.
+type CommitFunc[R any] func(ctx context.Context, batch []R) []error
 
-// Batcher turns concurrent Ingest calls into group commits: while one
-// transaction is being written, the requests that arrive queue up and go
-// into the next transaction together, so durability costs one fsync per
-// batch rather than one per webhook. A lone request is committed at once;
-// there is no timer.
-type Batcher struct {
-	commit   CommitFunc
+// Batcher turns concurrent calls (ingests, delivery outcomes) into group
+// commits: while one transaction is being written, the requests that arrive
+// queue up and go into the next transaction together, so durability costs
+// one fsync per batch rather than one per call. A lone request is committed
+// at once; there is no timer.
+type Batcher[R any] struct {
+	commit   CommitFunc[R]
 	maxBatch int
-	queue    chan *pending
-	done     chan struct{}
+	queue    chan *pending[R]
 	wg       sync.WaitGroup
 	closeMu  sync.RWMutex
 	closed   bool
 }
 
-type pending struct {
-	req IngestRequest
+type pending[R any] struct {
+	req R
 	ctx context.Context
 	res chan error
 }
@@ -44,18 +44,17 @@ type pending struct {
 // NewBatcher starts `committers` goroutines (at least one) that each commit
 // up to maxBatch queued requests per transaction. Use one committer for a
 // single-writer database such as SQLite.
-func NewBatcher(commit CommitFunc, maxBatch, committers int) *Batcher {
+func NewBatcher[R any](commit CommitFunc[R], maxBatch, committers int) *Batcher[R] {
 	if maxBatch < 1 {
 		maxBatch = 1
 	}
 	if committers < 1 {
 		committers = 1
 	}
-	b := &Batcher{
+	b := &Batcher[R]{
 		commit:   commit,
 		maxBatch: maxBatch,
-		queue:    make(chan *pending, maxBatch*committers),
-		done:     make(chan struct{}),
+		queue:    make(chan *pending[R], maxBatch*committers),
 	}
 	for i := 0; i < committers; i++ {
 		b.wg.Add(1)
@@ -67,19 +66,19 @@ func NewBatcher(commit CommitFunc, maxBatch, committers int) *Batcher {
 // Do queues req and waits for its commit. If ctx ends first it returns the
 // context's error; the request may still commit, which a retry of the same
 // event then sees as a duplicate.
-func (b *Batcher) Do(ctx context.Context, req IngestRequest) error {
+func (b *Batcher[R]) Do(ctx context.Context, req R) error {
 	b.closeMu.RLock()
 	if b.closed {
 		b.closeMu.RUnlock()
 		return ErrClosed
 	}
-	p := &pending{req: req, ctx: ctx, res: make(chan error, 1)}
+	p := &pending[R]{req: req, ctx: ctx, res: make(chan error, 1)}
 	select {
 	case b.queue <- p:
 		b.closeMu.RUnlock()
 	case <-ctx.Done():
 		b.closeMu.RUnlock()
-		return fmt.Errorf("queue ingest: %w", ctx.Err())
+		return fmt.Errorf("queue for commit: %w", ctx.Err())
 	}
 	select {
 	case err := <-p.res:
@@ -90,7 +89,7 @@ func (b *Batcher) Do(ctx context.Context, req IngestRequest) error {
 }
 
 // Close commits what is queued, then stops the committers.
-func (b *Batcher) Close() {
+func (b *Batcher[R]) Close() {
 	b.closeMu.Lock()
 	if b.closed {
 		b.closeMu.Unlock()
@@ -102,10 +101,10 @@ func (b *Batcher) Close() {
 	b.wg.Wait()
 }
 
-func (b *Batcher) loop() {
+func (b *Batcher[R]) loop() {
 	defer b.wg.Done()
-	batch := make([]*pending, 0, b.maxBatch)
-	reqs := make([]IngestRequest, 0, b.maxBatch)
+	batch := make([]*pending[R], 0, b.maxBatch)
+	reqs := make([]R, 0, b.maxBatch)
 	for first := range b.queue {
 		batch = append(batch[:0], first)
 	fill:

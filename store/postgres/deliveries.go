@@ -135,7 +135,7 @@ func (s *Store) Record(ctx context.Context, id int64, owner string, out event.Ou
 	if failed {
 		req.lastErr, req.lastErrAt = &out.Error, &at
 	}
-	if err := s.recorder.do(ctx, req); err != nil {
+	if err := s.recorder.Do(ctx, req); err != nil {
 		return fmt.Errorf("record delivery %d: %w", id, err)
 	}
 	return nil

@@ -102,8 +102,8 @@ type Store struct {
 	schema  string
 	channel string // NOTIFY channel of this schema
 
-	batcher  *store.Batcher
-	recorder *groupCommit[recordRequest]
+	batcher  *store.Batcher[store.IngestRequest]
+	recorder *store.Batcher[recordRequest]
 	signal   *store.Signal
 	closed   atomic.Bool
 
@@ -195,7 +195,7 @@ func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts
 	go s.runListener(lctx, first)
 
 	s.batcher = store.NewBatcher(s.commitBatch, opts.MaxBatch, opts.Committers)
-	s.recorder = newGroupCommit(s.commitRecords, opts.MaxBatch, opts.Committers)
+	s.recorder = store.NewBatcher(s.commitRecords, opts.MaxBatch, opts.Committers)
 	return s, nil
 }
 
@@ -228,7 +228,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.batcher.Close()
-	s.recorder.close()
+	s.recorder.Close()
 	s.stopListen()
 	s.wg.Wait()
 
