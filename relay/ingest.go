@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
 
+	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/store"
 	"github.com/wamm-relay/wamm-relay/wamm"
 )
@@ -35,15 +36,30 @@ type ingestResponse struct {
 // and answers 200 only after Ingest returned.
 func (s *Server) handleWebhook(c *gin.Context) {
 	receivedAt := s.opts.Now()
-	log := s.log.WithField("client_ip", c.ClientIP())
+	// The request's log fields, built only when a line is written: on the
+	// accepted path, at the default level, nothing is.
+	var (
+		bodyBytes = -1
+		ev        event.Event
+	)
+	log := func() logrus.FieldLogger {
+		fields := logrus.Fields{"client_ip": c.ClientIP()}
+		if bodyBytes >= 0 {
+			fields["bytes"] = bodyBytes
+		}
+		if ev.Key != "" {
+			fields["event_key"], fields["kind"] = ev.Key, ev.Kind
+		}
+		return s.log.WithFields(fields)
+	}
 
 	if !s.webhookAuthorized(c) {
 		s.reject(c, log, http.StatusUnauthorized, reasonUnauthorized, "missing or wrong webhook secret", nil)
 		return
 	}
 	if c.Request.ContentLength > s.opts.MaxBodyBytes {
-		s.reject(c, log.WithField("bytes", c.Request.ContentLength), http.StatusRequestEntityTooLarge,
-			reasonTooLarge, "body larger than the limit", nil)
+		bodyBytes = int(c.Request.ContentLength)
+		s.reject(c, log, http.StatusRequestEntityTooLarge, reasonTooLarge, "body larger than the limit", nil)
 		return
 	}
 	// The slot covers reading the body too: a slow upload holds resources.
@@ -65,9 +81,9 @@ func (s *Server) handleWebhook(c *gin.Context) {
 		s.reject(c, log, http.StatusBadRequest, reasonReadError, "cannot read body", err)
 		return
 	}
-	log = log.WithField("bytes", len(body))
+	bodyBytes = len(body)
 
-	ev, err := wamm.ParseWebhook(body, receivedAt)
+	ev, err = wamm.ParseWebhook(body, receivedAt)
 	if err != nil {
 		if errors.Is(err, wamm.ErrNotObject) {
 			s.reject(c, log, http.StatusBadRequest, reasonNotObject, "body is not a JSON object", nil)
@@ -76,7 +92,6 @@ func (s *Server) handleWebhook(c *gin.Context) {
 		s.reject(c, log, http.StatusBadRequest, reasonBadJSON, "body is not valid JSON", nil)
 		return
 	}
-	log = log.WithFields(logrus.Fields{"event_key": ev.Key, "kind": ev.Kind})
 
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.opts.IngestTimeout)
 	start := time.Now()
@@ -91,15 +106,17 @@ func (s *Server) handleWebhook(c *gin.Context) {
 		return
 	}
 
-	outcome := "accepted"
 	if duplicate {
-		outcome = "duplicate"
+		s.metrics.receivedDuplicate.Inc()
+	} else {
+		s.metrics.receivedAccepted.Inc()
 	}
-	s.metrics.received.WithLabelValues(outcome, "").Inc()
-	log.WithFields(logrus.Fields{
-		"duplicate":   duplicate,
-		"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
-	}).Debug("event.received")
+	if debugEnabled(s.log) {
+		log().WithFields(logrus.Fields{
+			"duplicate":   duplicate,
+			"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
+		}).Debug("event.received")
+	}
 	c.JSON(http.StatusOK, ingestResponse{OK: true, Duplicate: duplicate})
 }
 
@@ -119,9 +136,9 @@ func (s *Server) webhookAuthorized(c *gin.Context) bool {
 
 // reject answers a webhook with an error, counts it and logs the reason:
 // warn for what an operator should act on, info for a client's mistake.
-func (s *Server) reject(c *gin.Context, log logrus.FieldLogger, status int, reason, msg string, err error) {
+func (s *Server) reject(c *gin.Context, entry func() logrus.FieldLogger, status int, reason, msg string, err error) {
 	s.metrics.received.WithLabelValues("rejected", reason).Inc()
-	log = log.WithFields(logrus.Fields{"status": status, "reason": reason})
+	log := entry().WithFields(logrus.Fields{"status": status, "reason": reason})
 	if err != nil {
 		log = log.WithError(errors.New(s.redactLiteral(err.Error())))
 	}
@@ -132,4 +149,16 @@ func (s *Server) reject(c *gin.Context, log logrus.FieldLogger, status int, reas
 		log.Info("webhook rejected")
 	}
 	c.JSON(status, errorBody(msg))
+}
+
+// debugEnabled reports whether log writes debug lines, so that a hot path
+// builds a debug line's fields only when it will be written.
+func debugEnabled(log logrus.FieldLogger) bool {
+	switch l := log.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.DebugLevel)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
 }

@@ -24,6 +24,9 @@ func (s *Server) accessLog() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
+		if !debugEnabled(s.log) {
+			return
+		}
 		fields := logrus.Fields{
 			"method":      c.Request.Method,
 			"path":        s.redactPath(c.Request.URL.Path),

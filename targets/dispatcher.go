@@ -186,6 +186,7 @@ func New(opts Options) (*Dispatcher, error) {
 			sem:     make(chan struct{}, opts.Workers),
 			freed:   make(chan struct{}, 1),
 			log:     log,
+			debug:   debugEnabled(log),
 			storeErrs: errorStreak{
 				log: log, now: opts.Now, interval: storeErrorLogInterval,
 			},
@@ -294,8 +295,10 @@ type pool struct {
 	sem chan struct{}
 	// freed is signaled whenever an attempt ends: a slot is free and the
 	// next due time may have changed.
-	freed     chan struct{}
-	log       logrus.FieldLogger
+	freed chan struct{}
+	log   logrus.FieldLogger
+	// debug: log writes debug lines (successful attempts are logged at debug).
+	debug     bool
 	storeErrs errorStreak
 
 	delivered, retried, dead prometheus.Counter
@@ -414,13 +417,19 @@ func (p *pool) freeSlots() int { return cap(p.sem) - len(p.sem) }
 // or releases the delivery when the relay, not the target, is the reason it
 // could not be attempted.
 func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
-	defer func() {
+	freed := false
+	freeSlot := func() {
+		if freed {
+			return
+		}
+		freed = true
 		p.returnSlots(1)
 		select {
 		case p.freed <- struct{}{}:
 		default:
 		}
-	}()
+	}
+	defer freeSlot()
 	if soft.Err() != nil {
 		p.release(hard, dl, "shutdown before the attempt started")
 		return
@@ -459,6 +468,11 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	p.observe(dl, out, code, took, finished)
 	p.logAttempt(dl, n, out, code, took, resp.err)
 
+	// The slot is free once the target has answered: waiting for the
+	// outcome's commit would hold up the next attempt for a whole group
+	// commit. The delivery stays leased until its outcome is durable, so
+	// nobody claims it meanwhile, and Run still waits for the record.
+	freeSlot()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), storeOpTimeout)
 	defer cancel()
 	if err := p.d.opts.Store.Record(ctx, dl.ID, p.d.opts.Owner, out); err != nil {
@@ -490,6 +504,9 @@ func (p *pool) observe(dl event.Delivery, out event.Outcome, code string, took t
 // logAttempt writes the one canonical line per attempt. It carries no
 // header value, URL or secret.
 func (p *pool) logAttempt(dl event.Delivery, n int, out event.Outcome, code string, took time.Duration, err error) {
+	if out.Result == event.ResultDelivered && !p.debug {
+		return // the line would be dropped; do not build it
+	}
 	entry := p.log.WithFields(logrus.Fields{
 		"event_key":   dl.EventKey,
 		"delivery_id": dl.ID,
@@ -556,4 +573,16 @@ func (s *errorStreak) ok() {
 	}
 	s.log.WithField("errors", s.count).Infof("store recovered after %d errors", s.count)
 	s.count = 0
+}
+
+// debugEnabled reports whether log writes debug lines. The level is read
+// once, at New: a logger's level is set at startup.
+func debugEnabled(log logrus.FieldLogger) bool {
+	switch l := log.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.DebugLevel)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
 }

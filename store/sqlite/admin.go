@@ -22,8 +22,9 @@ func (s *Store) List(ctx context.Context, f store.ListFilter) ([]event.Delivery,
 		args  []any
 	)
 	if f.Status != "" {
-		where = append(where, "d.status = ?")
-		args = append(args, string(f.Status))
+		// A literal, not a parameter: only a literal lets SQLite use the
+		// partial index of dead deliveries.
+		where = append(where, "d.status = "+sqlString(string(f.Status)))
 	}
 	if f.Target != "" {
 		where = append(where, "d.target = ?")
@@ -70,7 +71,7 @@ func (s *Store) Replay(ctx context.Context, r store.ReplayRequest) (int, error) 
 	now := ms(nowOr(r.Now))
 
 	base := `
-		UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?,
+		UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1, claim_at = ?1, updated_at = ?2,
 			lease_owner = NULL, lease_until = NULL, delivered_at = NULL
 		WHERE status IN ('dead', 'delivered')`
 	baseArgs := []any{now, now}

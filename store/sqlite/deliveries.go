@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,19 +113,22 @@ func claimOne(ctx context.Context, tx *sql.Tx, lease *sql.Stmt, c *claimRequest)
 	if err != nil {
 		return err
 	}
-	for _, d := range out {
-		if _, err := lease.ExecContext(ctx, c.owner, c.until, d.ID); err != nil {
-			return fmt.Errorf("lease delivery %d: %w", d.ID, err)
-		}
+	if len(out) == 0 {
+		c.out = out
+		return nil
+	}
+	if _, err := lease.ExecContext(ctx, c.owner, c.until, idArray(out)); err != nil {
+		return fmt.Errorf("lease %d deliveries: %w", len(out), err)
 	}
 	c.out = out
 	return nil
 }
 
-// claimDueSQL selects the due, unleased pending deliveries of the target
-// named by the string literal at %s, at time ?1 (= ?2), oldest due first,
-// through the deliveries_claim index (so rows stream in order and the
-// caller stops reading at its limit).
+// claimDueSQL selects the claimable pending deliveries of the target named
+// by the string literal at %s at time ?1, oldest due first, through the
+// deliveries_claim index: claim_at is a pending delivery's next attempt
+// while unleased and its lease's end while leased, so every row of the
+// index range is claimable and the caller stops reading at its limit.
 //
 // Neither the target nor the limit is a parameter, because a parameter the
 // plan depends on costs a full parse and plan per claim: since SQLite 3.54
@@ -134,15 +138,17 @@ func claimOne(ctx context.Context, tx *sql.Tx, lease *sql.Stmt, c *claimRequest)
 const claimDueSQL = `
 		SELECT ` + deliveryCols + `
 		FROM deliveries d JOIN events e ON e.id = d.event_id
-		WHERE d.target = %s AND d.status = 'pending' AND d.next_attempt_at <= ?1
-		  AND (d.lease_until IS NULL OR d.lease_until <= ?2)
-		ORDER BY d.next_attempt_at, d.id`
+		WHERE d.target = %s AND d.status = 'pending' AND d.claim_at <= ?1
+		ORDER BY d.claim_at, d.id`
 
 // sqlString quotes s as an SQL string literal.
 func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// leaseSQL leases one delivery to an owner until a time.
-const leaseSQL = `UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?`
+// leaseSQL leases the deliveries whose ids are in the JSON array ?3 to owner
+// ?1 until ?2, in one statement whatever their number.
+const leaseSQL = `
+		UPDATE deliveries SET lease_owner = ?1, lease_until = ?2, claim_at = ?2
+		WHERE id IN (SELECT value FROM json_each(?3))`
 
 // recordSQL applies one outcome: one more attempt, the new status, and the
 // lease cleared, only while owner holds the lease on a pending delivery.
@@ -151,6 +157,7 @@ const recordSQL = `
 			status = ?1,
 			attempts = attempts + 1,
 			next_attempt_at = COALESCE(?2, next_attempt_at),
+			claim_at = COALESCE(?2, next_attempt_at),
 			delivered_at = COALESCE(?3, delivered_at),
 			last_status_code = ?4,
 			last_error = CASE WHEN ?5 <> '' THEN ?5 ELSE last_error END,
@@ -264,7 +271,7 @@ func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 				args = append(args, id)
 			}
 			if _, err := tx.ExecContext(ctx, `
-				UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+				UPDATE deliveries SET lease_owner = NULL, lease_until = NULL, claim_at = next_attempt_at
 				WHERE lease_owner = ? AND status = 'pending' AND id IN (`+inList(len(chunk))+`)`, args...); err != nil {
 				return err
 			}
@@ -285,8 +292,7 @@ func (s *Store) NextDue(ctx context.Context, target string) (time.Time, bool, er
 	}
 	var due sql.NullInt64
 	err := s.r.QueryRowContext(ctx, `
-		SELECT MIN(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END)
-		FROM deliveries
+		SELECT MIN(claim_at) FROM deliveries
 		WHERE target = ? AND status = 'pending'`, target).Scan(&due)
 	if err != nil {
 		return time.Time{}, false, s.fail("find next due delivery", err)
@@ -295,4 +301,17 @@ func (s *Store) NextDue(ctx context.Context, target string) (time.Time, bool, er
 		return time.Time{}, false, nil
 	}
 	return fromMS(due), true, nil
+}
+
+// idArray renders the deliveries' ids as a JSON array, for json_each.
+func idArray(ds []event.Delivery) string {
+	b := make([]byte, 0, 2+len(ds)*8)
+	b = append(b, '[')
+	for i, d := range ds {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, d.ID, 10)
+	}
+	return string(append(b, ']'))
 }

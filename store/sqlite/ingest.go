@@ -63,7 +63,7 @@ func ingestOne(ctx context.Context, insEvent, insDelivery *sql.Stmt, req *store.
 		return false, fmt.Errorf("insert event %s: %w", ev.Key, err)
 	}
 	for _, target := range req.Targets {
-		if _, err := insDelivery.ExecContext(ctx, eventID, target, at, at, at); err != nil {
+		if _, err := insDelivery.ExecContext(ctx, eventID, target, at); err != nil {
 			return false, fmt.Errorf("insert delivery of %s for %s: %w", ev.Key, target, err)
 		}
 	}

@@ -199,8 +199,8 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (key) DO NOTHING`},
 		{&s.insDelivery, `
-			INSERT INTO deliveries (event_id, target, status, next_attempt_at, created_at, updated_at)
-			VALUES (?, ?, 'pending', ?, ?, ?)`},
+			INSERT INTO deliveries (event_id, target, status, next_attempt_at, claim_at, created_at, updated_at)
+			VALUES (?1, ?2, 'pending', ?3, ?3, ?3, ?3)`},
 		{&s.record, recordSQL},
 		{&s.exists, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)`},
 		{&s.lease, leaseSQL},
