@@ -117,9 +117,10 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		enqueued.WithLabelValues(string(s))
 	}
 	a.registry.MustRegister(enqueued)
+	fanout := &fanoutIngester{store: st, router: table, enqueued: enqueued}
 	cache, err := dedup.New(dedup.Options{
 		Size:       cfg.Dedup.LRUSize,
-		Next:       &fanoutIngester{store: st, router: table, enqueued: enqueued},
+		Next:       fanout,
 		Registerer: a.registry,
 	})
 	if err != nil {
@@ -145,6 +146,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build dispatcher: %w", err)
 	}
+	fanout.handoff = a.dispatcher
 
 	// An ingest must end before the write deadline, or its answer is lost:
 	// a short write_timeout shortens it (relay would reject the config).

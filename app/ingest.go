@@ -9,6 +9,7 @@ import (
 
 	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/store"
+	"github.com/wamm-relay/wamm-relay/targets"
 )
 
 // router picks the targets an event of a kind goes to.
@@ -22,10 +23,20 @@ type fanoutIngester struct {
 	store    store.Store
 	router   router
 	enqueued *prometheus.CounterVec
+	// handoff, when set and the store can lease at ingest, hands a new
+	// event's deliveries to idle workers without a claim.
+	handoff handoff
+}
+
+// handoff reserves idle workers for a new event's deliveries
+// (*targets.Dispatcher).
+type handoff interface {
+	Reserve(targets []string) *targets.Reservation
 }
 
 func (f *fanoutIngester) Ingest(ctx context.Context, ev event.Event) (bool, error) {
-	err := f.store.Ingest(ctx, ev, f.router.Match(ev.Kind))
+	matched := f.router.Match(ev.Kind)
+	err := f.ingest(ctx, ev, matched)
 	if errors.Is(err, store.ErrDuplicate) {
 		return true, nil
 	}
@@ -34,6 +45,24 @@ func (f *fanoutIngester) Ingest(ctx context.Context, ev event.Event) (bool, erro
 	}
 	f.enqueued.WithLabelValues(string(ev.Source)).Inc()
 	return false, nil
+}
+
+func (f *fanoutIngester) ingest(ctx context.Context, ev event.Event, matched []string) error {
+	hs, ok := f.store.(store.HandoffIngester)
+	if !ok || f.handoff == nil || len(matched) == 0 {
+		return f.store.Ingest(ctx, ev, matched)
+	}
+	r := f.handoff.Reserve(matched)
+	if r == nil {
+		return f.store.Ingest(ctx, ev, matched)
+	}
+	ds, err := hs.IngestHandoff(ctx, ev, matched, r.Lease())
+	if err != nil {
+		r.Cancel()
+		return err
+	}
+	r.Start(ds)
+	return nil
 }
 
 // seenIngester records an event as already relayed, with no deliveries: the

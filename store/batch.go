@@ -12,6 +12,10 @@ import (
 type IngestRequest struct {
 	Event   event.Event
 	Targets []string
+	// Handoff, when set, leases the deliveries of its targets (see
+	// HandoffIngester); the committed, leased deliveries go to Leased.
+	Handoff *HandoffLease
+	Leased  []event.Delivery
 }
 
 // CommitFunc writes a batch of requests in one transaction and returns one

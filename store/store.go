@@ -127,3 +127,25 @@ type KnownMessage struct {
 	MsgStored bool
 	States    []string
 }
+
+// HandoffIngester is implemented by stores that can lease some of a new
+// event's deliveries to the ingesting instance in the ingest's own
+// transaction. The instance then attempts them at once from memory: no
+// claim reads them back and none leases them again, which on the hot path
+// (a target keeping up) is a third of the store's work per delivery. The
+// rest of the deliveries are written pending and unleased as by Ingest.
+type HandoffIngester interface {
+	// IngestHandoff is Ingest that also leases the deliveries of
+	// lease.Targets (a subset of targets) to lease.Owner until lease.Until
+	// and returns them, ready to attempt (bodies included), in the order of
+	// lease.Targets. It fires Wake only when it wrote an unleased delivery.
+	IngestHandoff(ctx context.Context, ev event.Event, targets []string, lease HandoffLease) ([]event.Delivery, error)
+}
+
+// HandoffLease says which of an ingest's deliveries to lease, to whom and
+// until when.
+type HandoffLease struct {
+	Targets []string
+	Owner   string
+	Until   time.Time
+}

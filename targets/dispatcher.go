@@ -147,7 +147,19 @@ type Dispatcher struct {
 	log     logrus.FieldLogger
 	running atomic.Bool
 
+	// live is what handed-off attempts run on while Run accepts them; nil
+	// before Run and from the start of the drain. Reserve adds to its
+	// WaitGroup under the read lock, so the drain's Wait never races an Add.
+	liveMu sync.RWMutex
+	live   *runState
+
 	randMu sync.Mutex
+}
+
+// runState is one Run's contexts and its WaitGroup of attempts.
+type runState struct {
+	soft, hard context.Context
+	attempts   *sync.WaitGroup
 }
 
 // New validates the options and builds one HTTP client per target. It does
@@ -233,10 +245,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	d.log.WithField("targets", len(d.pools)).Info("delivery workers started")
 	var loops, attempts sync.WaitGroup
+	d.liveMu.Lock()
+	d.live = &runState{soft: ctx, hard: hard, attempts: &attempts}
+	d.liveMu.Unlock()
 	for _, p := range d.pools {
 		loops.Go(func() { p.run(ctx, hard, &attempts) })
 	}
 	loops.Wait()
+	d.liveMu.Lock()
+	d.live = nil
+	d.liveMu.Unlock()
 
 	drained := make(chan struct{})
 	go func() {
@@ -296,7 +314,10 @@ type pool struct {
 	// freed is signaled whenever an attempt ends: a slot is free and the
 	// next due time may have changed.
 	freed chan struct{}
-	log   logrus.FieldLogger
+	// keepingUp: the last claim found fewer due deliveries than it had
+	// room for, so a new event's delivery may skip the queue (see Reserve).
+	keepingUp atomic.Bool
+	log       logrus.FieldLogger
 	// debug: log writes debug lines (successful attempts are logged at debug).
 	debug     bool
 	storeErrs errorStreak
@@ -399,6 +420,7 @@ acquire:
 		p.releaseIDs(hard, ids, "claimed beyond the limit")
 	}
 	p.returnSlots(slots - len(ds))
+	p.keepingUp.Store(len(ds) < slots)
 	for _, dl := range ds {
 		attempts.Go(func() { p.attempt(soft, hard, dl) })
 	}

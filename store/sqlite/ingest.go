@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/wamm-relay/wamm-relay/event"
@@ -36,36 +37,89 @@ func (s *Store) Ingest(ctx context.Context, ev event.Event, targets []string) er
 	}
 }
 
+// IngestHandoff is Ingest that also leases the deliveries of
+// lease.Targets to lease.Owner until lease.Until, in the same group commit,
+// and returns them ready to attempt (see store.HandoffIngester).
+func (s *Store) IngestHandoff(ctx context.Context, ev event.Event, targets []string, lease store.HandoffLease) ([]event.Delivery, error) {
+	if err := s.open("ingest event"); err != nil {
+		return nil, err
+	}
+	if ev.Key == "" {
+		return nil, errors.New("ingest event: key is empty")
+	}
+	if lease.Owner == "" {
+		return nil, errors.New("ingest event: lease owner is empty")
+	}
+	if ev.ReceivedAt.IsZero() {
+		ev.ReceivedAt = time.Now()
+	}
+	req := &store.IngestRequest{Event: ev, Targets: targets, Handoff: &lease}
+	err := s.writer.do(ctx, &writeOp{ingest: req})
+	switch {
+	case err == nil:
+		return req.Leased, nil
+	case errors.Is(err, store.ErrDuplicate):
+		return nil, store.ErrDuplicate
+	default:
+		return nil, s.fail("ingest event", err)
+	}
+}
+
 // ingestOne writes one ingest request inside a group commit: the event, or
 // nothing and store.ErrDuplicate when its key is already stored (or repeated
-// earlier in the batch), then one pending delivery per target. inserted
-// reports that the event is new.
-func ingestOne(ctx context.Context, insEvent, insDelivery *sql.Stmt, req *store.IngestRequest) (inserted bool, err error) {
+// earlier in the batch), then one pending delivery per target, leased for a
+// handoff where the request asks. inserted reports that the event is new,
+// unleased that it wrote an unleased delivery (or none at all), which is
+// what a claim must be woken for.
+func ingestOne(ctx context.Context, st ingestStmts, req *store.IngestRequest) (inserted, unleased bool, err error) {
 	ev := req.Event
 	body := ev.Body
 	if body == nil {
 		body = []byte{}
 	}
 	at := ms(ev.ReceivedAt)
-	res, err := insEvent.ExecContext(ctx, string(ev.Key), string(ev.Kind), string(ev.Source), ev.MsgID, ev.State, body, at)
+	res, err := st.event.ExecContext(ctx, string(ev.Key), string(ev.Kind), string(ev.Source), ev.MsgID, ev.State, body, at)
 	if err != nil {
-		return false, fmt.Errorf("insert event %s: %w", ev.Key, err)
+		return false, false, fmt.Errorf("insert event %s: %w", ev.Key, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return false, fmt.Errorf("insert event %s: %w", ev.Key, err)
+		return false, false, fmt.Errorf("insert event %s: %w", ev.Key, err)
 	}
 	if n == 0 {
-		return false, store.ErrDuplicate
+		return false, false, store.ErrDuplicate
 	}
 	eventID, err := res.LastInsertId()
 	if err != nil {
-		return false, fmt.Errorf("insert event %s: %w", ev.Key, err)
+		return false, false, fmt.Errorf("insert event %s: %w", ev.Key, err)
 	}
+	unleased = len(req.Targets) == 0
+	req.Leased = req.Leased[:0]
 	for _, target := range req.Targets {
-		if _, err := insDelivery.ExecContext(ctx, eventID, target, at); err != nil {
-			return false, fmt.Errorf("insert delivery of %s for %s: %w", ev.Key, target, err)
+		h := req.Handoff
+		if h == nil || !slices.Contains(h.Targets, target) {
+			unleased = true
+			if _, err := st.delivery.ExecContext(ctx, eventID, target, at); err != nil {
+				return false, false, fmt.Errorf("insert delivery of %s for %s: %w", ev.Key, target, err)
+			}
+			continue
 		}
+		res, err := st.leased.ExecContext(ctx, eventID, target, at, ms(h.Until), h.Owner)
+		if err != nil {
+			return false, false, fmt.Errorf("insert leased delivery of %s for %s: %w", ev.Key, target, err)
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return false, false, fmt.Errorf("insert leased delivery of %s for %s: %w", ev.Key, target, err)
+		}
+		t := fromMS(sql.NullInt64{Int64: at, Valid: true})
+		req.Leased = append(req.Leased, event.Delivery{
+			ID: id, Target: target, EventKey: ev.Key, Kind: ev.Kind, Source: ev.Source, Body: body,
+			Status: event.StatusPending, NextAttemptAt: t, CreatedAt: t, UpdatedAt: t,
+		})
 	}
-	return true, nil
+	return true, unleased, nil
 }
+
+// ingestStmts are the statements of ingestOne, bound to the transaction.
+type ingestStmts struct{ event, delivery, leased *sql.Stmt }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -237,6 +238,42 @@ func (s *Store) fail(op string, err error) error {
 // connection. fn must use only tx: the writer has a single connection.
 func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
+
+// leaseTx runs fn in one write transaction whose commit is not fsynced
+// (synchronous=OFF for this transaction only), for writes that need no
+// durability of their own: leases. Their WAL frames become durable with the
+// next synced commit; a crash before that loses only leases, which a
+// restarted process (a new owner) would not honour anyway. The connection is
+// pinned, so no other transaction runs unsynced; one that cannot be put back
+// to synchronous=FULL is discarded rather than reused.
+func (s *Store) leaseTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("get writer connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = OFF"); err != nil {
+		return fmt.Errorf("turn off sync for leases: %w", err)
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
+			s.log.WithError(err).Error("sqlite: cannot restore synchronous=FULL; discarding the writer connection")
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}

@@ -30,13 +30,13 @@ type writeOp struct {
 // lone call is committed at once; there is no timer. SQLite has one writer,
 // so there is one committer.
 //
-// Ingests, outcomes and claims share transactions: a delivery worker that
-// waits for its outcome's fsync and a webhook that waits for its ingest's
-// fsync can wait for the same one, and a claim (which needs no fsync of its
-// own) then costs no transaction either. A claim placed after an ingest in
-// the same batch sees that ingest's deliveries; both commit or neither.
+// Ingests and outcomes share transactions: a delivery worker that waits for
+// its outcome's fsync and a webhook that waits for its ingest's fsync can
+// wait for the same one. The claims of a batch go first, in a transaction
+// that is not fsynced (a lease needs no durability), so a worker waiting for
+// work never waits for the disk.
 type writer struct {
-	commit     func(ctx context.Context, ops []*writeOp) []error
+	commit     func(ctx context.Context, ops []*writeOp, durable bool) []error
 	maxIngests int
 	maxOps     int
 	queue      chan *writeOp
@@ -45,7 +45,7 @@ type writer struct {
 	closed     bool
 }
 
-func newWriter(commit func(ctx context.Context, ops []*writeOp) []error, maxIngests, maxOps int) *writer {
+func newWriter(commit func(ctx context.Context, ops []*writeOp, durable bool) []error, maxIngests, maxOps int) *writer {
 	w := &writer{
 		commit:     commit,
 		maxIngests: maxIngests,
@@ -99,6 +99,7 @@ func (w *writer) close() {
 func (w *writer) loop() {
 	defer w.wg.Done()
 	batch := make([]*writeOp, 0, w.maxOps)
+	var claims, durable []*writeOp
 	var carry *writeOp // the ingest that did not fit the last batch
 	for {
 		var first *writeOp
@@ -147,18 +148,43 @@ func (w *writer) loop() {
 		if len(live) == 0 {
 			continue
 		}
-		// The commit runs on its own context: once started it must finish
-		// (or fail) as a whole regardless of one caller leaving.
-		results := w.commit(context.Background(), live)
-		for i, op := range live {
-			var err error
-			if i < len(results) {
-				err = results[i]
-			} else {
-				err = fmt.Errorf("commit batch: no result for operation %d", i)
-			}
-			op.res <- err
+		// Claims go first, in a transaction of their own that is not
+		// fsynced: a lease needs no durability, and a worker waiting for its
+		// next delivery then waits for no disk. The rest (ingests and
+		// outcomes) share the durable commit. The commits run on their own
+		// context: once started they must finish (or fail) as a whole
+		// regardless of one caller leaving.
+		claims, durable := splitClaims(live, claims[:0], durable[:0])
+		w.commitAndAnswer(claims, false)
+		w.commitAndAnswer(durable, true)
+	}
+}
+
+// splitClaims sorts ops into claims and the rest, keeping their order.
+func splitClaims(ops, claims, rest []*writeOp) ([]*writeOp, []*writeOp) {
+	for _, op := range ops {
+		if op.claim != nil {
+			claims = append(claims, op)
+		} else {
+			rest = append(rest, op)
 		}
+	}
+	return claims, rest
+}
+
+func (w *writer) commitAndAnswer(ops []*writeOp, durable bool) {
+	if len(ops) == 0 {
+		return
+	}
+	results := w.commit(context.Background(), ops, durable)
+	for i, op := range ops {
+		var err error
+		if i < len(results) {
+			err = results[i]
+		} else {
+			err = fmt.Errorf("commit batch: no result for operation %d", i)
+		}
+		op.res <- err
 	}
 }
 
@@ -166,7 +192,7 @@ func (w *writer) loop() {
 // prepared once on the writer connection and bound to each transaction:
 // parsing the claim query alone cost a fifth of the store's CPU.
 type stmts struct {
-	insEvent, insDelivery, record, exists, lease *sql.Stmt
+	insEvent, insDelivery, insLeased, record, exists, lease *sql.Stmt
 
 	mu       sync.Mutex
 	claimDue map[string]*sql.Stmt // by target; see claimDueSQL
@@ -201,6 +227,9 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 		{&s.insDelivery, `
 			INSERT INTO deliveries (event_id, target, status, next_attempt_at, claim_at, created_at, updated_at)
 			VALUES (?1, ?2, 'pending', ?3, ?3, ?3, ?3)`},
+		{&s.insLeased, `
+			INSERT INTO deliveries (event_id, target, status, next_attempt_at, claim_at, created_at, updated_at, lease_owner, lease_until)
+			VALUES (?1, ?2, 'pending', ?3, ?4, ?3, ?3, ?5, ?4)`},
 		{&s.record, recordSQL},
 		{&s.exists, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)`},
 		{&s.lease, leaseSQL},
@@ -216,7 +245,7 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.insEvent, s.insDelivery, s.record, s.exists, s.lease} {
+	for _, st := range []*sql.Stmt{s.insEvent, s.insDelivery, s.insLeased, s.record, s.exists, s.lease} {
 		if st != nil {
 			_ = st.Close()
 		}
@@ -229,35 +258,42 @@ func (s *stmts) close() {
 }
 
 // commitWrites is the writer's commit function: the whole batch in one
-// transaction, one fsync. A duplicate ingest, or an outcome whose lease is
+// transaction, with one fsync when durable. A duplicate ingest, or an outcome whose lease is
 // lost or whose delivery does not exist, gets its own error and writes
 // nothing; any other failure rolls the batch back and fails every call in it.
-func (s *Store) commitWrites(ctx context.Context, ops []*writeOp) []error {
+func (s *Store) commitWrites(ctx context.Context, ops []*writeOp, durable bool) []error {
 	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()
 
 	results := make([]error, len(ops))
-	inserted := 0
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	wake := false
+	tx := s.writeTx
+	if !durable {
+		tx = s.leaseTx
+	}
+	err := tx(ctx, func(tx *sql.Tx) error {
 		// The statements run on a context that cannot end: the driver
 		// starts a watcher goroutine per statement for one that can, a cost
 		// paid several times per event. The transaction itself still ends
 		// at commitTimeout, rolled back by database/sql.
 		bg := context.WithoutCancel(ctx)
-		insEvent := tx.StmtContext(bg, s.stmts.insEvent)
-		insDelivery := tx.StmtContext(bg, s.stmts.insDelivery)
+		ins := ingestStmts{
+			event:    tx.StmtContext(bg, s.stmts.insEvent),
+			delivery: tx.StmtContext(bg, s.stmts.insDelivery),
+			leased:   tx.StmtContext(bg, s.stmts.insLeased),
+		}
 		record := tx.StmtContext(bg, s.stmts.record)
 		exists := tx.StmtContext(bg, s.stmts.exists)
 		lease := tx.StmtContext(bg, s.stmts.lease)
-		inserted = 0
+		wake = false
 		for i, op := range ops {
 			var err error
 			switch {
 			case op.ingest != nil:
-				var ok bool
-				ok, err = ingestOne(bg, insEvent, insDelivery, op.ingest)
-				if ok {
-					inserted++
+				var unleased bool
+				_, unleased, err = ingestOne(bg, ins, op.ingest)
+				if unleased {
+					wake = true
 				}
 			case op.record != nil:
 				err = recordOne(bg, record, exists, op.record)
@@ -278,7 +314,7 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp) []error {
 		}
 		return results
 	}
-	if inserted > 0 {
+	if wake {
 		s.wake.Notify()
 	}
 	return results

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Harness) {
 	t.Run("Ingest", func(t *testing.T) { testIngest(t, open) })
 	t.Run("IngestConcurrent", func(t *testing.T) { testIngestConcurrent(t, open) })
 	t.Run("Wake", func(t *testing.T) { testWake(t, open) })
+	t.Run("IngestHandoff", func(t *testing.T) { testIngestHandoff(t, open) })
 	t.Run("Claim", func(t *testing.T) { testClaim(t, open) })
 	t.Run("Record", func(t *testing.T) { testRecord(t, open) })
 	t.Run("Release", func(t *testing.T) { testRelease(t, open) })
@@ -416,6 +417,82 @@ func testWake(t *testing.T, open Harness) {
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
 		requireClosed(t, ch, "replay")
+	})
+}
+
+// testIngestHandoff runs on backends that implement store.HandoffIngester.
+func testIngestHandoff(t *testing.T, open Harness) {
+	ctx := context.Background()
+	handoff := func(t *testing.T, s store.Store) store.HandoffIngester {
+		t.Helper()
+		h, ok := s.(store.HandoffIngester)
+		if !ok {
+			t.Skip("the backend does not implement store.HandoffIngester")
+		}
+		return h
+	}
+
+	t.Run("leases the chosen targets' deliveries and returns them", func(t *testing.T) {
+		s := newStore(t, open)
+		h := handoff(t, s)
+		ev := rawEvent("k", at(0))
+		got, err := h.IngestHandoff(ctx, ev, []string{"a", "b", "c"},
+			store.HandoffLease{Targets: []string{"c", "a"}, Owner: "w", Until: at(minute)})
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		for i, target := range []string{"a", "c"} {
+			d := got[i]
+			require.Equal(t, target, d.Target, "in the order of targets")
+			require.NotZero(t, d.ID)
+			require.Equal(t, ev.Key, d.EventKey)
+			require.Equal(t, ev.Kind, d.Kind)
+			require.Equal(t, ev.Source, d.Source)
+			require.JSONEq(t, string(ev.Body), string(d.Body))
+			require.Equal(t, event.StatusPending, d.Status)
+			require.Zero(t, d.Attempts)
+			requireTime(t, at(0), d.CreatedAt, "CreatedAt")
+			requireTime(t, at(0), d.NextAttemptAt, "NextAttemptAt")
+			stored := get(t, s, d.ID)
+			require.Equal(t, target, stored.Target)
+			require.Equal(t, event.StatusPending, stored.Status)
+		}
+
+		require.Empty(t, claim(t, s, "a", "other", 10, minute, at(sec)), "leased to w")
+		require.Len(t, claim(t, s, "b", "other", 10, minute, at(sec)), 1, "b was not handed off")
+		record(t, s, got[0].ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(2 * sec)})
+		require.Equal(t, event.StatusDelivered, get(t, s, got[0].ID).Status)
+
+		taken := claim(t, s, "c", "other", 10, minute, at(minute))
+		require.Equal(t, []int64{got[1].ID}, ids(taken), "claimable once the handoff lease ends")
+	})
+
+	t.Run("duplicate", func(t *testing.T) {
+		s := newStore(t, open)
+		h := handoff(t, s)
+		ingest(t, s, rawEvent("k", at(0)), "a")
+		got, err := h.IngestHandoff(ctx, rawEvent("k", at(sec)), []string{"a"},
+			store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: at(minute)})
+		require.ErrorIs(t, err, store.ErrDuplicate)
+		require.Empty(t, got)
+		require.Len(t, list(t, s, store.ListFilter{}), 1, "nothing written")
+	})
+
+	t.Run("wakes claimers only for unleased deliveries", func(t *testing.T) {
+		s := newStore(t, open)
+		h := handoff(t, s)
+		ch := s.Wake()
+		_, err := h.IngestHandoff(ctx, rawEvent("k1", at(0)), []string{"a"},
+			store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: at(minute)})
+		require.NoError(t, err)
+		select {
+		case <-ch:
+			t.Fatal("woke claimers for a delivery nobody can claim")
+		default:
+		}
+		_, err = h.IngestHandoff(ctx, rawEvent("k2", at(0)), []string{"a", "b"},
+			store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: at(minute)})
+		require.NoError(t, err)
+		requireClosed(t, ch, "ingest with an unleased delivery")
 	})
 }
 

@@ -1,0 +1,95 @@
+package targets
+
+import (
+	"slices"
+
+	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/store"
+)
+
+// Reservation holds one free worker on each of some targets for an event
+// being ingested, so that its deliveries to them, leased to this instance
+// in the ingest's own transaction, are attempted at once from memory
+// instead of being claimed back from the store. Exactly one of Start and
+// Cancel must follow.
+type Reservation struct {
+	live  *runState
+	pools []*pool
+	lease store.HandoffLease
+}
+
+// Reserve takes a free worker on each of targets that is keeping up (its
+// last claim found fewer due deliveries than it had room for: a target
+// with a queue gets its new deliveries in due order, through claims). It
+// returns nil when it took none, or when Run is not accepting work.
+func (d *Dispatcher) Reserve(targets []string) *Reservation {
+	d.liveMu.RLock()
+	defer d.liveMu.RUnlock()
+	if d.live == nil || d.live.soft.Err() != nil {
+		return nil
+	}
+	var r *Reservation
+	for _, name := range targets {
+		p, ok := d.byName[name]
+		if !ok || !p.keepingUp.Load() {
+			continue
+		}
+		select {
+		case p.sem <- struct{}{}:
+		default:
+			continue // every worker is busy
+		}
+		if r == nil {
+			r = &Reservation{live: d.live, lease: store.HandoffLease{Owner: d.opts.Owner}}
+		}
+		d.live.attempts.Add(1)
+		r.pools = append(r.pools, p)
+		r.lease.Targets = append(r.lease.Targets, name)
+		// The lease covers the ingest's commit and the whole attempt, as a
+		// claim's does.
+		if until := d.now().Add(p.lease); until.After(r.lease.Until) {
+			r.lease.Until = until
+		}
+	}
+	return r
+}
+
+// Lease is what the store is to lease: the reserved targets, to this
+// instance, until their attempts' leases end.
+func (r *Reservation) Lease() store.HandoffLease { return r.lease }
+
+// Start attempts each leased delivery on its target's reserved worker; a
+// reserved worker whose target has no delivery among ds is given back.
+func (r *Reservation) Start(ds []event.Delivery) {
+	for _, p := range r.pools {
+		i := slices.IndexFunc(ds, func(d event.Delivery) bool { return d.Target == p.target.Name })
+		if i < 0 {
+			r.free(p)
+			continue
+		}
+		dl := ds[i]
+		go func() {
+			defer r.live.attempts.Done()
+			p.attempt(r.live.soft, r.live.hard, dl)
+		}()
+	}
+}
+
+// Cancel gives every reserved worker back: the ingest failed or was a
+// duplicate, so there is nothing to attempt. Deliveries an ingest leased
+// although its caller saw an error (the commit outlived the caller's
+// context) are claimed again when their lease ends.
+func (r *Reservation) Cancel() {
+	for _, p := range r.pools {
+		r.free(p)
+	}
+}
+
+func (r *Reservation) free(p *pool) {
+	p.returnSlots(1)
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
+	r.live.attempts.Done()
+}
