@@ -90,6 +90,9 @@ func newSender(t Target, workers int, userAgent string, log logrus.FieldLogger) 
 		SetDoNotParseResponse(true).
 		SetLogger(restyLogger{log}).
 		SetHeader("User-Agent", userAgent).
+		// What resty would send anyway for a JSON body; set here, it skips
+		// resty's per-request regexp match of the content type.
+		SetHeader("Accept", "application/json").
 		SetHeaders(t.Headers)
 	return &sender{target: t, client: client, transport: transport, signer: signer}, nil
 }

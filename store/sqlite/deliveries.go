@@ -24,13 +24,17 @@ func scanDelivery(row scanner) (event.Delivery, error) {
 	var (
 		d                            event.Delivery
 		key, kind, source, status    string
+		body                         sql.RawBytes
 		next, created, updated, done sql.NullInt64
 	)
-	err := row.Scan(&d.ID, &d.Target, &key, &kind, &source, &d.Body, &status, &d.Attempts,
+	err := row.Scan(&d.ID, &d.Target, &key, &kind, &source, &body, &status, &d.Attempts,
 		&next, &created, &updated, &done, &d.LastError, &d.LastStatusCode)
 	if err != nil {
 		return event.Delivery{}, err
 	}
+	// modernc.org/sqlite already hands each row's blob over as a fresh Go
+	// slice; scanning into []byte would copy it a second time.
+	d.Body = []byte(body)
 	d.EventKey = event.Key(key)
 	d.Kind = event.Kind(kind)
 	d.Source = event.Source(source)
@@ -47,6 +51,9 @@ func scanDelivery(row scanner) (event.Delivery, error) {
 func scanDeliveries(rows *sql.Rows, limit int) ([]event.Delivery, error) {
 	defer rows.Close()
 	var out []event.Delivery
+	if limit > 0 {
+		out = make([]event.Delivery, 0, limit)
+	}
 	for (limit == 0 || len(out) < limit) && rows.Next() {
 		d, err := scanDelivery(rows)
 		if err != nil {
