@@ -435,24 +435,40 @@ func (p *pool) returnSlots(n int) {
 
 func (p *pool) freeSlots() int { return cap(p.sem) - len(p.sem) }
 
+// returnSlot gives one worker back and, when every worker was busy, tells
+// the loop, which may be waiting for one. A loop idle with workers to spare
+// is not woken: it would only find the same due time again.
+func (p *pool) returnSlot() {
+	full := p.freeSlots() == 0
+	p.returnSlots(1)
+	if full {
+		p.nudge()
+	}
+}
+
+// nudge wakes the loop to claim and to look at the next due time again.
+func (p *pool) nudge() {
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
+}
+
 // attempt makes one attempt on a claimed delivery and records its outcome,
 // or releases the delivery when the relay, not the target, is the reason it
 // could not be attempted.
 func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	freed := false
 	freeSlot := func() {
-		if freed {
-			return
-		}
-		freed = true
-		p.returnSlots(1)
-		select {
-		case p.freed <- struct{}{}:
-		default:
+		if !freed {
+			freed = true
+			p.returnSlot()
 		}
 	}
 	defer freeSlot()
 	if soft.Err() != nil {
+		// A released delivery is due again at once.
+		defer p.nudge()
 		p.release(hard, dl, "shutdown before the attempt started")
 		return
 	}
@@ -467,6 +483,7 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	finished := p.d.now()
 
 	if resp.err != nil && hard.Err() != nil {
+		defer p.nudge()
 		p.release(hard, dl, "attempt aborted by shutdown")
 		return
 	}
@@ -497,7 +514,13 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	freeSlot()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), storeOpTimeout)
 	defer cancel()
-	if err := p.d.opts.Store.Record(ctx, dl.ID, p.d.opts.Owner, out); err != nil {
+	err := p.d.opts.Store.Record(ctx, dl.ID, p.d.opts.Owner, out)
+	if out.Result == event.ResultRetry {
+		// The delivery's next attempt is now on record: the loop may
+		// have to wake sooner than it planned.
+		p.nudge()
+	}
+	if err != nil {
 		entry := p.log.WithFields(logrus.Fields{"event_key": dl.EventKey, "delivery_id": dl.ID}).WithError(err)
 		if errors.Is(err, store.ErrLeaseLost) {
 			entry.Warn("outcome not recorded: the lease was lost to another worker")

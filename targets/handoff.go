@@ -86,10 +86,6 @@ func (r *Reservation) Cancel() {
 }
 
 func (r *Reservation) free(p *pool) {
-	p.returnSlots(1)
-	select {
-	case p.freed <- struct{}{}:
-	default:
-	}
+	p.returnSlot()
 	r.live.attempts.Done()
 }

@@ -71,8 +71,8 @@ func (s *Store) Replay(ctx context.Context, r store.ReplayRequest) (int, error) 
 	now := ms(nowOr(r.Now))
 
 	base := `
-		UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1, claim_at = ?1, updated_at = ?2,
-			lease_owner = NULL, lease_until = NULL, delivered_at = NULL
+		UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?2,
+			delivered_at = NULL
 		WHERE status IN ('dead', 'delivered')`
 	baseArgs := []any{now, now}
 	if r.Status != "" {

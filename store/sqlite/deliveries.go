@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,10 +69,10 @@ func scanDeliveries(rows *sql.Rows, limit int) ([]event.Delivery, error) {
 }
 
 // Claim leases up to req.Limit due deliveries of req.Target to req.Owner
-// until req.Now+req.Lease, oldest due first. Selecting and leasing happen in
-// one immediate transaction, so two claimers never get the same delivery:
-// the group commit of the moment, shared with the ingests and outcomes being
-// written, so a claim costs no transaction (and no fsync) of its own.
+// until req.Now+req.Lease, oldest due first. The claim runs on the writer
+// goroutine, between group commits, and the lease is kept in memory (see
+// leaseTable): a claim writes nothing, so it waits for no commit and no
+// fsync.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]event.Delivery, error) {
 	if err := s.open("claim deliveries"); err != nil {
 		return nil, err
@@ -86,14 +87,17 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]event.Deli
 	case req.Lease <= 0:
 		return nil, fmt.Errorf("claim deliveries: lease %s is not positive", req.Lease)
 	}
+	if err := s.lock.hold(); err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
 	now := ms(nowOr(req.Now))
 	until := now + req.Lease.Milliseconds()
 
-	claimDue, err := s.stmts.claimDueFor(ctx, s.w, req.Target)
+	dueIDs, err := s.stmts.claimDueFor(ctx, s.w, req.Target)
 	if err != nil {
 		return nil, s.fail("claim deliveries", err)
 	}
-	op := &claimRequest{stmt: claimDue, owner: req.Owner, now: now, until: until, limit: req.Limit}
+	op := &claimRequest{dueIDs: dueIDs, owner: req.Owner, now: now, until: until, limit: req.Limit}
 	if err := s.writer.do(ctx, &writeOp{claim: op}); err != nil {
 		return nil, s.fail("claim deliveries", err)
 	}
@@ -101,41 +105,62 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]event.Deli
 }
 
 // claimRequest is one Claim call: its prepared statement, bound values and,
-// once committed, its result.
+// once run, its result.
 type claimRequest struct {
-	stmt       *sql.Stmt
+	dueIDs     *sql.Stmt
 	owner      string
 	now, until int64
 	limit      int
 	out        []event.Delivery
 }
 
-// claimOne selects and leases one claim's deliveries inside a group commit.
-func claimOne(ctx context.Context, tx *sql.Tx, lease *sql.Stmt, c *claimRequest) error {
-	rows, err := tx.StmtContext(ctx, c.stmt).QueryContext(ctx, c.now, c.now)
+// claimOne runs one claim on the writer goroutine: the ids of the due
+// deliveries in due order, stepping over those leased (at most the ones in
+// flight), then those deliveries, then their leases.
+func (s *Store) claimOne(ctx context.Context, c *claimRequest) error {
+	rows, err := c.dueIDs.QueryContext(ctx, c.now)
 	if err != nil {
 		return fmt.Errorf("select due deliveries: %w", err)
 	}
-	out, err := scanDeliveries(rows, c.limit)
+	ids := make([]int64, 0, c.limit)
+	for len(ids) < c.limit && rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("scan due delivery: %w", err)
+		}
+		if !s.leases.held(id, c.now) {
+			ids = append(ids, id)
+		}
+	}
+	// Closed before the next query: the writer has a single connection.
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("select due deliveries: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err = s.stmts.byIDs.QueryContext(ctx, idArray(ids))
+	if err != nil {
+		return fmt.Errorf("read claimed deliveries: %w", err)
+	}
+	found, err := scanDeliveries(rows, 0)
 	if err != nil {
 		return err
 	}
-	if len(out) == 0 {
-		c.out = out
-		return nil
+	pos := make(map[int64]int, len(ids))
+	for i, id := range ids {
+		pos[id] = i
 	}
-	if _, err := lease.ExecContext(ctx, c.owner, c.until, idArray(out)); err != nil {
-		return fmt.Errorf("lease %d deliveries: %w", len(out), err)
-	}
-	c.out = out
+	slices.SortFunc(found, func(a, b event.Delivery) int { return pos[a.ID] - pos[b.ID] })
+	c.out = found
+	s.leases.take(deliveryIDs(found), c.owner, c.until, c.now)
 	return nil
 }
 
-// claimDueSQL selects the claimable pending deliveries of the target named
-// by the string literal at %s at time ?1, oldest due first, through the
-// deliveries_claim index: claim_at is a pending delivery's next attempt
-// while unleased and its lease's end while leased, so every row of the
-// index range is claimable and the caller stops reading at its limit.
+// claimDueSQL selects the ids of the due pending deliveries of the target
+// named by the string literal at %s at time ?1, oldest due first, from the
+// deliveries_claim index alone; the caller stops reading at its limit.
 //
 // Neither the target nor the limit is a parameter, because a parameter the
 // plan depends on costs a full parse and plan per claim: since SQLite 3.54
@@ -143,36 +168,32 @@ func claimOne(ctx context.Context, tx *sql.Tx, lease *sql.Stmt, c *claimRequest)
 // parameter after each run) expires the prepared statement. Hence one
 // statement per target, and no LIMIT.
 const claimDueSQL = `
+		SELECT id FROM deliveries
+		WHERE target = %s AND status = 'pending' AND next_attempt_at <= ?1
+		ORDER BY next_attempt_at, id`
+
+// byIDsSQL reads the deliveries whose ids are in the JSON array ?1.
+const byIDsSQL = `
 		SELECT ` + deliveryCols + `
 		FROM deliveries d JOIN events e ON e.id = d.event_id
-		WHERE d.target = %s AND d.status = 'pending' AND d.claim_at <= ?1
-		ORDER BY d.claim_at, d.id`
+		WHERE d.id IN (SELECT value FROM json_each(?1))`
 
 // sqlString quotes s as an SQL string literal.
 func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// leaseSQL leases the deliveries whose ids are in the JSON array ?3 to owner
-// ?1 until ?2, in one statement whatever their number.
-const leaseSQL = `
-		UPDATE deliveries SET lease_owner = ?1, lease_until = ?2, claim_at = ?2
-		WHERE id IN (SELECT value FROM json_each(?3))`
-
-// recordSQL applies one outcome: one more attempt, the new status, and the
-// lease cleared, only while owner holds the lease on a pending delivery.
+// recordSQL applies one outcome to a pending delivery: one more attempt and
+// the new status. The caller checked the lease (in memory) first.
 const recordSQL = `
 		UPDATE deliveries SET
 			status = ?1,
 			attempts = attempts + 1,
 			next_attempt_at = COALESCE(?2, next_attempt_at),
-			claim_at = COALESCE(?2, next_attempt_at),
 			delivered_at = COALESCE(?3, delivered_at),
 			last_status_code = ?4,
 			last_error = CASE WHEN ?5 <> '' THEN ?5 ELSE last_error END,
 			last_error_at = COALESCE(?6, last_error_at),
-			updated_at = ?7,
-			lease_owner = NULL,
-			lease_until = NULL
-		WHERE id = ?8 AND status = 'pending' AND lease_owner = ?9`
+			updated_at = ?7
+		WHERE id = ?8 AND status = 'pending'`
 
 // recordRequest is one Record call's bound values.
 type recordRequest struct {
@@ -228,19 +249,23 @@ func (s *Store) Record(ctx context.Context, id int64, owner string, out event.Ou
 	}
 }
 
-// recordOne applies one outcome inside a group commit. It returns
-// store.ErrLeaseLost or store.ErrNotFound, unwrapped, when nothing matched.
-func recordOne(ctx context.Context, update, exists *sql.Stmt, r *recordRequest) error {
-	res, err := update.ExecContext(ctx, string(r.status), r.next, r.deliveredAt, r.statusCode, r.errText, r.errAt, r.at, r.id, r.owner)
-	if err != nil {
-		return fmt.Errorf("update delivery %d: %w", r.id, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("update delivery %d: %w", r.id, err)
-	}
-	if n == 1 {
-		return nil
+// recordOne applies one outcome inside a group commit, if owner holds the
+// delivery's lease. It returns store.ErrLeaseLost or store.ErrNotFound,
+// unwrapped, when nothing may be written. The lease itself is dropped once
+// the commit is done (see commitWrites).
+func (s *Store) recordOne(ctx context.Context, update, exists *sql.Stmt, r *recordRequest) error {
+	if s.leases.ownedBy(r.id, r.owner) {
+		res, err := update.ExecContext(ctx, string(r.status), r.next, r.deliveredAt, r.statusCode, r.errText, r.errAt, r.at, r.id)
+		if err != nil {
+			return fmt.Errorf("update delivery %d: %w", r.id, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("update delivery %d: %w", r.id, err)
+		}
+		if n == 1 {
+			return nil
+		}
 	}
 	var found bool
 	if err := exists.QueryRowContext(ctx, r.id).Scan(&found); err != nil {
@@ -262,63 +287,77 @@ func isOwnError(err error) bool {
 // Release clears owner's leases on ids without counting an attempt. The
 // deliveries keep their NextAttemptAt, which had passed when they were
 // claimed, so they are due again at once. Ids owner does not hold are
-// skipped silently.
+// skipped silently. Leases live in memory: nothing is written.
 func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 	if err := s.open("release deliveries"); err != nil {
 		return err
 	}
-	if len(ids) == 0 {
-		return nil
-	}
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		for _, chunk := range chunks(ids) {
-			args := make([]any, 0, len(chunk)+1)
-			args = append(args, owner)
-			for _, id := range chunk {
-				args = append(args, id)
-			}
-			if _, err := tx.ExecContext(ctx, `
-				UPDATE deliveries SET lease_owner = NULL, lease_until = NULL, claim_at = next_attempt_at
-				WHERE lease_owner = ? AND status = 'pending' AND id IN (`+inList(len(chunk))+`)`, args...); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return s.fail("release deliveries", err)
-	}
+	s.leases.release(owner, ids)
 	return nil
 }
 
 // NextDue returns when target's earliest pending delivery becomes claimable:
-// the later of its NextAttemptAt and its lease end.
+// the later of its NextAttemptAt and its lease's end. It reads the target's
+// pending deliveries in due order up to the first one not leased, which
+// bounds the answer: at most the deliveries in flight are stepped over.
 func (s *Store) NextDue(ctx context.Context, target string) (time.Time, bool, error) {
 	if err := s.open("find next due delivery"); err != nil {
 		return time.Time{}, false, err
 	}
-	var due sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `
-		SELECT MIN(claim_at) FROM deliveries
-		WHERE target = ? AND status = 'pending'`, target).Scan(&due)
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT id, next_attempt_at FROM deliveries
+		WHERE target = ? AND status = 'pending'
+		ORDER BY next_attempt_at, id`, target)
 	if err != nil {
 		return time.Time{}, false, s.fail("find next due delivery", err)
 	}
-	if !due.Valid {
+	defer rows.Close()
+	var (
+		due   int64
+		found bool
+	)
+	for rows.Next() {
+		var id, next int64
+		if err := rows.Scan(&id, &next); err != nil {
+			return time.Time{}, false, s.fail("find next due delivery", err)
+		}
+		at, leased := next, false
+		if until, ok := s.leases.until(id); ok && until > next {
+			at, leased = until, true
+		}
+		if !found || at < due {
+			due, found = at, true
+		}
+		if !leased {
+			break // every later delivery is due no sooner than this one
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return time.Time{}, false, s.fail("find next due delivery", err)
+	}
+	if !found {
 		return time.Time{}, false, nil
 	}
-	return fromMS(due), true, nil
+	return fromMS(sql.NullInt64{Int64: due, Valid: true}), true, nil
 }
 
-// idArray renders the deliveries' ids as a JSON array, for json_each.
-func idArray(ds []event.Delivery) string {
-	b := make([]byte, 0, 2+len(ds)*8)
+// idArray renders ids as a JSON array, for json_each.
+func idArray(ids []int64) string {
+	b := make([]byte, 0, 2+len(ids)*8)
 	b = append(b, '[')
-	for i, d := range ds {
+	for i, id := range ids {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendInt(b, d.ID, 10)
+		b = strconv.AppendInt(b, id, 10)
 	}
 	return string(append(b, ']'))
+}
+
+func deliveryIDs(ds []event.Delivery) []int64 {
+	ids := make([]int64, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	return ids
 }

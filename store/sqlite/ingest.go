@@ -50,6 +50,9 @@ func (s *Store) IngestHandoff(ctx context.Context, ev event.Event, targets []str
 	if lease.Owner == "" {
 		return nil, errors.New("ingest event: lease owner is empty")
 	}
+	if err := s.lock.hold(); err != nil {
+		return nil, fmt.Errorf("ingest event: %w", err)
+	}
 	if ev.ReceivedAt.IsZero() {
 		ev.ReceivedAt = time.Now()
 	}
@@ -96,21 +99,18 @@ func ingestOne(ctx context.Context, st ingestStmts, req *store.IngestRequest) (i
 	unleased = len(req.Targets) == 0
 	req.Leased = req.Leased[:0]
 	for _, target := range req.Targets {
-		h := req.Handoff
-		if h == nil || !slices.Contains(h.Targets, target) {
+		res, err := st.delivery.ExecContext(ctx, eventID, target, at)
+		if err != nil {
+			return false, false, fmt.Errorf("insert delivery of %s for %s: %w", ev.Key, target, err)
+		}
+		if req.Handoff == nil || !slices.Contains(req.Handoff.Targets, target) {
 			unleased = true
-			if _, err := st.delivery.ExecContext(ctx, eventID, target, at); err != nil {
-				return false, false, fmt.Errorf("insert delivery of %s for %s: %w", ev.Key, target, err)
-			}
 			continue
 		}
-		res, err := st.leased.ExecContext(ctx, eventID, target, at, ms(h.Until), h.Owner)
-		if err != nil {
-			return false, false, fmt.Errorf("insert leased delivery of %s for %s: %w", ev.Key, target, err)
-		}
+		// Leased in memory once the transaction commits (commitWrites).
 		id, err := res.LastInsertId()
 		if err != nil {
-			return false, false, fmt.Errorf("insert leased delivery of %s for %s: %w", ev.Key, target, err)
+			return false, false, fmt.Errorf("insert delivery of %s for %s: %w", ev.Key, target, err)
 		}
 		t := fromMS(sql.NullInt64{Int64: at, Valid: true})
 		req.Leased = append(req.Leased, event.Delivery{
@@ -122,4 +122,4 @@ func ingestOne(ctx context.Context, st ingestStmts, req *store.IngestRequest) (i
 }
 
 // ingestStmts are the statements of ingestOne, bound to the transaction.
-type ingestStmts struct{ event, delivery, leased *sql.Stmt }
+type ingestStmts struct{ event, delivery *sql.Stmt }

@@ -51,7 +51,18 @@ type Options struct {
 	// Recorded outcomes share those commits, up to DefaultMaxWriteBatch
 	// operations in all.
 	MaxBatch int
+	// OutcomeSync bounds how long a recorded outcome may stay unsynced: a
+	// commit of nothing but outcomes skips the fsync unless the last
+	// synced commit is older than this. Zero means DefaultOutcomeSync; a
+	// negative value syncs every outcome commit. An ingest always syncs.
+	OutcomeSync time.Duration
 }
+
+// DefaultOutcomeSync: see Options.OutcomeSync. An outcome reaches the
+// operating system at once, so a crash of the relay loses none; only a
+// crash of the machine within this window can make its deliveries go out
+// again (at least once, never lost).
+const DefaultOutcomeSync = 100 * time.Millisecond
 
 func (o Options) validate() error {
 	switch {
@@ -80,6 +91,14 @@ type Store struct {
 	writer *writer
 	stmts  *stmts
 	wake   *store.Signal
+	// leases are the deliveries in flight, in memory; lock makes this
+	// process the only one delivering from the file.
+	leases *leaseTable
+	lock   *claimLock
+	// outcomeSync and lastSync (the writer goroutine's) pace the fsyncs of
+	// outcome-only commits.
+	outcomeSync time.Duration
+	lastSync    time.Time
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -153,7 +172,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = r.Close()
 		return nil, err
 	}
-	s := &Store{log: opts.Logger, w: w, r: r, stmts: st, wake: store.NewSignal()}
+	s := &Store{log: opts.Logger, w: w, r: r, stmts: st, wake: store.NewSignal(),
+		leases: newLeaseTable(), lock: &claimLock{path: opts.Path + "-deliver.lock"},
+		outcomeSync: opts.OutcomeSync}
+	if s.outcomeSync == 0 {
+		s.outcomeSync = DefaultOutcomeSync
+	}
 	s.writer = newWriter(s.commitWrites, opts.MaxBatch, DefaultMaxWriteBatch)
 	return s, nil
 }
@@ -184,7 +208,7 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		s.writer.close()
 		s.stmts.close()
-		s.closeErr = errors.Join(s.w.Close(), s.r.Close())
+		s.closeErr = errors.Join(s.w.Close(), s.r.Close(), s.lock.close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("close sqlite store: %w", s.closeErr)
 		}
@@ -251,21 +275,19 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// leaseTx runs fn in one write transaction whose commit is not fsynced
-// (synchronous=OFF for this transaction only), for writes that need no
-// durability of their own: leases. Their WAL frames become durable with the
-// next synced commit; a crash before that loses only leases, which a
-// restarted process (a new owner) would not honour anyway. The connection is
-// pinned, so no other transaction runs unsynced; one that cannot be put back
-// to synchronous=FULL is discarded rather than reused.
-func (s *Store) leaseTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// unsyncedTx runs fn in one write transaction whose commit is not fsynced
+// (synchronous=OFF for this transaction only). Its WAL frames reach the
+// operating system at once and the disk with the next synced commit. The
+// connection is pinned, so no other transaction runs unsynced; one that
+// cannot be put back to synchronous=FULL is discarded rather than reused.
+func (s *Store) unsyncedTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("get writer connection: %w", err)
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = OFF"); err != nil {
-		return fmt.Errorf("turn off sync for leases: %w", err)
+		return fmt.Errorf("turn off sync: %w", err)
 	}
 	defer func() {
 		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {

@@ -254,3 +254,37 @@ func TestStoreFileIsPrivate(t *testing.T) {
 		require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "%s holds message data: owner only", p)
 	}
 }
+
+// Leases live in memory, so only one process (one Store) may deliver from a
+// file; others may still read and write it (deliveries replay, reconcile).
+func TestOneDeliveringStorePerFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	ev := event.Event{Key: "raw:k", Kind: event.KindRaw, Source: event.SourceWebhook, Body: []byte(`{}`), ReceivedAt: time.Now()}
+	claim := func(s *Store) ([]event.Delivery, error) {
+		return s.Claim(ctx, store.ClaimRequest{Target: "a", Owner: "w", Limit: 10, Lease: time.Minute})
+	}
+
+	first := openAt(t, path)
+	require.NoError(t, first.Ingest(ctx, ev, []string{"a"}))
+	got, err := claim(first)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+
+	second := openAt(t, path)
+	t.Cleanup(func() { _ = second.Close() })
+	_, err = claim(second)
+	require.ErrorIs(t, err, errLocked)
+	_, err = second.IngestHandoff(ctx, event.Event{Key: "raw:k2", Kind: event.KindRaw, Body: []byte(`{}`)}, []string{"a"},
+		store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: time.Now().Add(time.Minute)})
+	require.ErrorIs(t, err, errLocked)
+	n, err := second.Replay(ctx, store.ReplayRequest{Status: event.StatusDead})
+	require.NoError(t, err, "a store that does not deliver still writes")
+	require.Zero(t, n)
+
+	require.NoError(t, first.Close())
+	again, err := claim(second)
+	require.NoError(t, err, "the lock passes on once the first store is closed")
+	require.Equal(t, event.Key("raw:k"), again[0].EventKey,
+		"the first store's lease went with it: the delivery is due again at once")
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/wamm-relay/wamm-relay/store"
 )
@@ -32,9 +33,10 @@ type writeOp struct {
 //
 // Ingests and outcomes share transactions: a delivery worker that waits for
 // its outcome's fsync and a webhook that waits for its ingest's fsync can
-// wait for the same one. The claims of a batch go first, in a transaction
-// that is not fsynced (a lease needs no durability), so a worker waiting for
-// work never waits for the disk.
+// wait for the same one. The claims of a batch run first and write nothing
+// (leases live in memory), so a worker waiting for work never waits for the
+// disk; running them on this goroutine orders them with the commits that
+// drop and take leases.
 type writer struct {
 	commit     func(ctx context.Context, ops []*writeOp, durable bool) []error
 	maxIngests int
@@ -148,12 +150,10 @@ func (w *writer) loop() {
 		if len(live) == 0 {
 			continue
 		}
-		// Claims go first, in a transaction of their own that is not
-		// fsynced: a lease needs no durability, and a worker waiting for its
-		// next delivery then waits for no disk. The rest (ingests and
-		// outcomes) share the durable commit. The commits run on their own
-		// context: once started they must finish (or fail) as a whole
-		// regardless of one caller leaving.
+		// Claims go first: they only read. The rest (ingests and outcomes)
+		// share the durable commit. Both run on their own context: once
+		// started they must finish (or fail) as a whole regardless of one
+		// caller leaving.
 		claims, durable := splitClaims(live, claims[:0], durable[:0])
 		w.commitAndAnswer(claims, false)
 		w.commitAndAnswer(durable, true)
@@ -192,7 +192,7 @@ func (w *writer) commitAndAnswer(ops []*writeOp, durable bool) {
 // prepared once on the writer connection and bound to each transaction:
 // parsing the claim query alone cost a fifth of the store's CPU.
 type stmts struct {
-	insEvent, insDelivery, insLeased, record, exists, lease *sql.Stmt
+	insEvent, insDelivery, record, exists, byIDs *sql.Stmt
 
 	mu       sync.Mutex
 	claimDue map[string]*sql.Stmt // by target; see claimDueSQL
@@ -225,14 +225,11 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (key) DO NOTHING`},
 		{&s.insDelivery, `
-			INSERT INTO deliveries (event_id, target, status, next_attempt_at, claim_at, created_at, updated_at)
-			VALUES (?1, ?2, 'pending', ?3, ?3, ?3, ?3)`},
-		{&s.insLeased, `
-			INSERT INTO deliveries (event_id, target, status, next_attempt_at, claim_at, created_at, updated_at, lease_owner, lease_until)
-			VALUES (?1, ?2, 'pending', ?3, ?4, ?3, ?3, ?5, ?4)`},
+			INSERT INTO deliveries (event_id, target, status, next_attempt_at, created_at, updated_at)
+			VALUES (?1, ?2, 'pending', ?3, ?3, ?3)`},
 		{&s.record, recordSQL},
 		{&s.exists, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)`},
-		{&s.lease, leaseSQL},
+		{&s.byIDs, byIDsSQL},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -245,7 +242,7 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.insEvent, s.insDelivery, s.insLeased, s.record, s.exists, s.lease} {
+	for _, st := range []*sql.Stmt{s.insEvent, s.insDelivery, s.record, s.exists, s.byIDs} {
 		if st != nil {
 			_ = st.Close()
 		}
@@ -257,34 +254,49 @@ func (s *stmts) close() {
 	}
 }
 
-// commitWrites is the writer's commit function: the whole batch in one
-// transaction, with one fsync when durable. A duplicate ingest, or an outcome whose lease is
-// lost or whose delivery does not exist, gets its own error and writes
-// nothing; any other failure rolls the batch back and fails every call in it.
+// commitWrites is the writer's commit function. With durable, the ingests
+// and outcomes of a batch go into one transaction and one fsync: a
+// duplicate ingest, or an outcome whose lease is lost or whose delivery does
+// not exist, gets its own error and writes nothing; any other failure rolls
+// the batch back and fails every call in it. Once committed, the outcomes'
+// leases are dropped and the handoffs' leases taken. Without durable, the
+// batch is claims, which only read and lease in memory.
 func (s *Store) commitWrites(ctx context.Context, ops []*writeOp, durable bool) []error {
 	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()
+	// The statements run on a context that cannot end: the driver starts a
+	// watcher goroutine per statement for one that can, a cost paid several
+	// times per event. A transaction still ends at commitTimeout, rolled
+	// back by database/sql.
+	bg := context.WithoutCancel(ctx)
 
 	results := make([]error, len(ops))
-	wake := false
-	tx := s.writeTx
 	if !durable {
-		tx = s.leaseTx
+		for i, op := range ops {
+			results[i] = s.claimOne(bg, op.claim)
+		}
+		return results
 	}
-	err := tx(ctx, func(tx *sql.Tx) error {
-		// The statements run on a context that cannot end: the driver
-		// starts a watcher goroutine per statement for one that can, a cost
-		// paid several times per event. The transaction itself still ends
-		// at commitTimeout, rolled back by database/sql.
-		bg := context.WithoutCancel(ctx)
+	// Outcomes alone need not wait for the disk: they reach the operating
+	// system at once, and the next synced commit (an ingest's, or this
+	// pacing's) makes them durable too.
+	sync := s.outcomeSync < 0 || time.Since(s.lastSync) >= s.outcomeSync
+	for _, op := range ops {
+		sync = sync || op.ingest != nil
+	}
+	commit := s.unsyncedTx
+	if sync {
+		commit = s.writeTx
+	}
+	started := time.Now()
+	wake := false
+	err := commit(ctx, func(tx *sql.Tx) error {
 		ins := ingestStmts{
 			event:    tx.StmtContext(bg, s.stmts.insEvent),
 			delivery: tx.StmtContext(bg, s.stmts.insDelivery),
-			leased:   tx.StmtContext(bg, s.stmts.insLeased),
 		}
 		record := tx.StmtContext(bg, s.stmts.record)
 		exists := tx.StmtContext(bg, s.stmts.exists)
-		lease := tx.StmtContext(bg, s.stmts.lease)
 		wake = false
 		for i, op := range ops {
 			var err error
@@ -296,9 +308,7 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp, durable bool) 
 					wake = true
 				}
 			case op.record != nil:
-				err = recordOne(bg, record, exists, op.record)
-			case op.claim != nil:
-				err = claimOne(bg, tx, lease, op.claim)
+				err = s.recordOne(bg, record, exists, op.record)
 			}
 			if err != nil && !isOwnError(err) {
 				return err
@@ -314,6 +324,22 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp, durable bool) 
 		}
 		return results
 	}
+	if sync {
+		s.lastSync = started
+	}
+	now := ms(time.Now())
+	var done []int64
+	for i, op := range ops {
+		switch {
+		case results[i] != nil:
+		case op.record != nil:
+			done = append(done, op.record.id)
+		case op.ingest != nil && op.ingest.Handoff != nil && len(op.ingest.Leased) > 0:
+			h := op.ingest.Handoff
+			s.leases.take(deliveryIDs(op.ingest.Leased), h.Owner, ms(h.Until), now)
+		}
+	}
+	s.leases.drop(done)
 	if wake {
 		s.wake.Notify()
 	}
