@@ -157,7 +157,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopPprof()
-	a, err := app.New(ctx, app.Options{Config: cfg, Version: version})
+	log, err := app.NewLogger(cfg.Log)
+	if err != nil {
+		return &configError{err: err}
+	}
+	app.TuneGC(cfg, log)
+	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log, Version: version})
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,7 @@ func (s *Store) List(ctx context.Context, f store.ListFilter) ([]event.Delivery,
 	if err != nil {
 		return nil, s.fail("list deliveries", err)
 	}
-	out, err := scanDeliveries(rows, 0)
+	out, err := scanDeliveries(rows, 0, f.Limit)
 	if err != nil {
 		return nil, s.fail("list deliveries", err)
 	}

@@ -48,13 +48,10 @@ func scanDelivery(row scanner) (event.Delivery, error) {
 }
 
 // scanDeliveries reads at most limit rows (all when limit is 0) and closes
-// rows.
-func scanDeliveries(rows *sql.Rows, limit int) ([]event.Delivery, error) {
+// rows. want is how many rows the caller expects (a capacity hint).
+func scanDeliveries(rows *sql.Rows, limit, want int) ([]event.Delivery, error) {
 	defer rows.Close()
-	var out []event.Delivery
-	if limit > 0 {
-		out = make([]event.Delivery, 0, limit)
-	}
+	out := make([]event.Delivery, 0, max(limit, want))
 	for (limit == 0 || len(out) < limit) && rows.Next() {
 		d, err := scanDelivery(rows)
 		if err != nil {
@@ -144,7 +141,7 @@ func (s *Store) claimOne(ctx context.Context, c *claimRequest) error {
 	if err != nil {
 		return fmt.Errorf("read claimed deliveries: %w", err)
 	}
-	found, err := scanDeliveries(rows, 0)
+	found, err := scanDeliveries(rows, 0, len(ids))
 	if err != nil {
 		return err
 	}

@@ -286,7 +286,9 @@ func (s *Store) unsyncedTx(ctx context.Context, fn func(tx *sql.Tx) error) error
 		return fmt.Errorf("get writer connection: %w", err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = OFF"); err != nil {
+	// Like the statements of a batch, the pragmas run on a context that
+	// cannot end, which spares the driver a watcher goroutine each.
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = OFF"); err != nil {
 		return fmt.Errorf("turn off sync: %w", err)
 	}
 	defer func() {
