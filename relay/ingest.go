@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/internal/logx"
 	"github.com/wamm-relay/wamm-relay/store"
 	"github.com/wamm-relay/wamm-relay/wamm"
 )
@@ -111,7 +112,7 @@ func (s *Server) handleWebhook(c *gin.Context) {
 	} else {
 		s.metrics.receivedAccepted.Inc()
 	}
-	if debugEnabled(s.log) {
+	if logx.DebugEnabled(s.log) {
 		log().WithFields(logrus.Fields{
 			"duplicate":   duplicate,
 			"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
@@ -149,16 +150,4 @@ func (s *Server) reject(c *gin.Context, entry func() logrus.FieldLogger, status 
 		log.Info("webhook rejected")
 	}
 	c.JSON(status, errorBody(msg))
-}
-
-// debugEnabled reports whether log writes debug lines, so that a hot path
-// builds a debug line's fields only when it will be written.
-func debugEnabled(log logrus.FieldLogger) bool {
-	switch l := log.(type) {
-	case *logrus.Logger:
-		return l.IsLevelEnabled(logrus.DebugLevel)
-	case *logrus.Entry:
-		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
-	}
-	return true
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
+
+	"github.com/wamm-relay/wamm-relay/internal/logx"
 )
 
 const redacted = "REDACTED"
@@ -24,7 +26,7 @@ func (s *Server) accessLog() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		if !debugEnabled(s.log) {
+		if !logx.DebugEnabled(s.log) {
 			return
 		}
 		fields := logrus.Fields{

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/internal/logx"
 	"github.com/wamm-relay/wamm-relay/store"
 )
 
@@ -198,7 +199,7 @@ func New(opts Options) (*Dispatcher, error) {
 			sem:     make(chan struct{}, opts.Workers),
 			freed:   make(chan struct{}, 1),
 			log:     log,
-			debug:   debugEnabled(log),
+			debug:   logx.DebugEnabled(log),
 			storeErrs: errorStreak{
 				log: log, now: opts.Now, interval: storeErrorLogInterval,
 			},
@@ -618,16 +619,4 @@ func (s *errorStreak) ok() {
 	}
 	s.log.WithField("errors", s.count).Infof("store recovered after %d errors", s.count)
 	s.count = 0
-}
-
-// debugEnabled reports whether log writes debug lines. The level is read
-// once, at New: a logger's level is set at startup.
-func debugEnabled(log logrus.FieldLogger) bool {
-	switch l := log.(type) {
-	case *logrus.Logger:
-		return l.IsLevelEnabled(logrus.DebugLevel)
-	case *logrus.Entry:
-		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
-	}
-	return true
 }

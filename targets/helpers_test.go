@@ -333,27 +333,16 @@ type harness struct {
 	reg   *prometheus.Registry
 }
 
-// newHarness builds a Dispatcher over st. opts may leave Store, Owner,
-// Logger, Registerer and Rand unset.
+// newHarness builds a Dispatcher over st, on st's clock unless opts.Now is
+// set. opts may leave Store, Owner, Logger, Registerer and Rand unset.
 func newHarness(t *testing.T, st *fakeStore, opts Options) *harness {
 	t.Helper()
-	log, buf := newTestLogger()
-	reg := prometheus.NewRegistry()
-	opts.Store = st
-	if opts.Owner == "" {
-		opts.Owner = "test-owner"
-	}
-	opts.Logger = log
-	opts.Registerer = reg
-	if opts.Rand == nil {
-		opts.Rand = func() float64 { return 0.5 } // no jitter
-	}
 	if opts.Now == nil {
 		opts.Now = st.now
 	}
-	d, err := New(opts)
-	require.NoError(t, err)
-	return &harness{d: d, store: st, logs: buf, reg: reg}
+	h := newDispatcherOver(t, st, opts)
+	h.store = st
+	return h
 }
 
 // run starts Run and returns a stop function that cancels it and waits for

@@ -261,7 +261,14 @@ func (s *Store) fail(op string, err error) error {
 // writeTx runs fn in one write transaction (BEGIN IMMEDIATE) on the writer
 // connection. fn must use only tx: the writer has a single connection.
 func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	return runTx(ctx, s.w, fn)
+}
+
+// runTx runs fn in a transaction begun on b, committing unless fn fails.
+func runTx(ctx context.Context, b interface {
+	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+}, fn func(tx *sql.Tx) error) error {
+	tx, err := b.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
@@ -297,18 +304,7 @@ func (s *Store) unsyncedTx(ctx context.Context, fn func(tx *sql.Tx) error) error
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit transaction: %w", err)
-	}
-	return nil
+	return runTx(ctx, conn, fn)
 }
 
 // ms stores a time as unix milliseconds.
