@@ -51,7 +51,10 @@ func (s *Store) IngestHandoff(ctx context.Context, ev event.Event, targets []str
 		return nil, errors.New("ingest event: lease owner is empty")
 	}
 	if err := s.lock.hold(); err != nil {
-		return nil, fmt.Errorf("ingest event: %w", err)
+		// Another process delivers from this file (a relay still shutting
+		// down beside its replacement): store the event for it, unleased.
+		// A handoff is only a shortcut; the webhook must not fail for it.
+		return nil, s.Ingest(ctx, ev, targets)
 	}
 	if ev.ReceivedAt.IsZero() {
 		ev.ReceivedAt = time.Now()
