@@ -138,7 +138,8 @@ type HandoffIngester interface {
 	// IngestHandoff is Ingest that also leases the deliveries of
 	// lease.Targets (a subset of targets) to lease.Owner until lease.Until
 	// and returns them, ready to attempt (bodies included), in the order of
-	// targets. It fires Wake only when it wrote an unleased delivery.
+	// targets. It fires Wake as Ingest does, except for an event whose every
+	// delivery it leased.
 	IngestHandoff(ctx context.Context, ev event.Event, targets []string, lease HandoffLease) ([]event.Delivery, error)
 }
 

@@ -318,7 +318,10 @@ type pool struct {
 	// keepingUp: the last claim found fewer due deliveries than it had
 	// room for, so a new event's delivery may skip the queue (see Reserve).
 	keepingUp atomic.Bool
-	log       logrus.FieldLogger
+	// parked: the loop is waiting with every worker busy, so a worker
+	// given back must wake it.
+	parked atomic.Bool
+	log    logrus.FieldLogger
 	// debug: log writes debug lines (successful attempts are logged at debug).
 	debug     bool
 	storeErrs errorStreak
@@ -346,7 +349,11 @@ func (p *pool) run(soft, hard context.Context, attempts *sync.WaitGroup) {
 			continue
 		}
 		wait := p.d.opts.IdlePoll
+		// Parked before looking at the free slots, so that a worker given
+		// back after the look sees the flag and nudges (returnSlot).
+		p.parked.Store(true)
 		if err == nil && p.freeSlots() > 0 {
+			p.parked.Store(false)
 			var at time.Time
 			var ok bool
 			if at, ok, err = st.NextDue(soft, p.target.Name); err != nil {
@@ -359,6 +366,8 @@ func (p *pool) run(soft, hard context.Context, attempts *sync.WaitGroup) {
 		} else if err == nil {
 			// Every slot is busy: only a finished attempt can change that.
 			wake = nil
+		} else {
+			p.parked.Store(false)
 		}
 		if err != nil {
 			if soft.Err() != nil {
@@ -379,6 +388,7 @@ func (p *pool) run(soft, hard context.Context, attempts *sync.WaitGroup) {
 		case <-timer.C:
 		}
 		timer.Stop()
+		p.parked.Store(false)
 	}
 }
 
@@ -436,13 +446,12 @@ func (p *pool) returnSlots(n int) {
 
 func (p *pool) freeSlots() int { return cap(p.sem) - len(p.sem) }
 
-// returnSlot gives one worker back and, when every worker was busy, tells
-// the loop, which may be waiting for one. A loop idle with workers to spare
-// is not woken: it would only find the same due time again.
+// returnSlot gives one worker back and tells the loop if it is parked
+// waiting for one. A loop idle with workers to spare is not woken: it would
+// only find the same due time again.
 func (p *pool) returnSlot() {
-	full := p.freeSlots() == 0
 	p.returnSlots(1)
-	if full {
+	if p.parked.Load() {
 		p.nudge()
 	}
 }

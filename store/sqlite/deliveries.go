@@ -212,7 +212,9 @@ type recordRequest struct {
 // (or the delivery is finished), ErrNotFound when id does not exist.
 //
 // The outcome is written in a group commit shared with the other outcomes
-// and ingests of the moment, and Record returns once it is durable.
+// and ingests of the moment. Record returns once it is committed: in the
+// operating system at once, on disk within Options.OutcomeSync (a commit of
+// outcomes alone skips its fsync).
 func (s *Store) Record(ctx context.Context, id int64, owner string, out event.Outcome) error {
 	if err := s.open("record attempt"); err != nil {
 		return err

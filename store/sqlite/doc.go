@@ -1,6 +1,7 @@
 // Package sqlite is the embedded store.Store backend: one database file in
 // WAL mode with synchronous=FULL, so an ingest returns only once its event
-// and deliveries are on disk. Ingests and recorded outcomes go through one
+// and deliveries are on disk; a commit of delivery outcomes alone skips its
+// fsync and is made durable within Options.OutcomeSync. Ingests and recorded outcomes go through one
 // committer on the single writer connection that puts whatever is queued
 // into one transaction, so concurrent webhooks and delivery workers share
 // one fsync; claims run on that committer too, between commits. Leases live

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/wamm-relay/wamm-relay/store"
 )
 
 // errLocked: another process delivers from this database file.
@@ -18,14 +20,18 @@ var errLocked = errors.New("another process is delivering from this database (it
 type claimLock struct {
 	path string
 
-	mu   sync.Mutex
-	file *os.File
+	mu     sync.Mutex
+	file   *os.File
+	closed bool // by Close: a call racing it must not take the lock again
 }
 
 // hold takes the lock if this store does not hold it yet.
 func (l *claimLock) hold() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return store.ErrClosed
+	}
 	if l.file != nil {
 		return nil
 	}
@@ -44,6 +50,7 @@ func (l *claimLock) hold() error {
 func (l *claimLock) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closed = true
 	if l.file == nil {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,10 +96,14 @@ type Store struct {
 	// process the only one delivering from the file.
 	leases *leaseTable
 	lock   *claimLock
-	// outcomeSync and lastSync (the writer goroutine's) pace the fsyncs of
-	// outcome-only commits.
+	// outcomeSync, lastSync and unsynced (the last two the writer
+	// goroutine's) pace the fsyncs of outcome-only commits.
 	outcomeSync time.Duration
 	lastSync    time.Time
+	unsynced    atomic.Bool
+	// schemaVersion is rewritten by flush: a write of one page that makes
+	// a synced commit of its own.
+	schemaVersion int
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -178,7 +183,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.outcomeSync == 0 {
 		s.outcomeSync = DefaultOutcomeSync
 	}
-	s.writer = newWriter(s.commitWrites, opts.MaxBatch, DefaultMaxWriteBatch)
+	if err := w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&s.schemaVersion); err != nil {
+		st.close()
+		_ = w.Close()
+		_ = r.Close()
+		return nil, fmt.Errorf("read schema version: %w", err)
+	}
+	s.writer = newWriter(s.commitWrites, s.flushIn, s.flush, opts.MaxBatch, DefaultMaxWriteBatch)
 	return s, nil
 }
 
@@ -283,10 +294,13 @@ func runTx(ctx context.Context, b interface {
 }
 
 // unsyncedTx runs fn in one write transaction whose commit is not fsynced
-// (synchronous=OFF for this transaction only). Its WAL frames reach the
-// operating system at once and the disk with the next synced commit. The
-// connection is pinned, so no other transaction runs unsynced; one that
-// cannot be put back to synchronous=FULL is discarded rather than reused.
+// (synchronous=NORMAL for this transaction only: in WAL mode a commit then
+// skips its fsync, while a checkpoint it triggers still syncs the WAL
+// before copying it and the database after). Its WAL frames reach the
+// operating system at once and the disk with the next synced commit (or
+// flush). The connection is pinned, so no other transaction runs unsynced;
+// one that cannot be put back to synchronous=FULL is discarded rather than
+// reused.
 func (s *Store) unsyncedTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
@@ -295,8 +309,8 @@ func (s *Store) unsyncedTx(ctx context.Context, fn func(tx *sql.Tx) error) error
 	defer conn.Close()
 	// Like the statements of a batch, the pragmas run on a context that
 	// cannot end, which spares the driver a watcher goroutine each.
-	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = OFF"); err != nil {
-		return fmt.Errorf("turn off sync: %w", err)
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = NORMAL"); err != nil {
+		return fmt.Errorf("relax sync: %w", err)
 	}
 	defer func() {
 		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
@@ -305,6 +319,35 @@ func (s *Store) unsyncedTx(ctx context.Context, fn func(tx *sql.Tx) error) error
 		}
 	}()
 	return runTx(ctx, conn, fn)
+}
+
+// flushIn is the writer's: how long it may stay idle before the unsynced
+// outcome commits must be flushed.
+func (s *Store) flushIn() (time.Duration, bool) {
+	if !s.unsynced.Load() {
+		return 0, false
+	}
+	return s.outcomeSync - time.Since(s.lastSync), true
+}
+
+// flush is the writer's: it makes every earlier commit durable with a
+// synced commit of one page (the schema version, rewritten unchanged).
+func (s *Store) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	started := time.Now()
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(s.schemaVersion))
+		return err
+	})
+	if err != nil {
+		// The next commit tries again; outcomes are in the OS meanwhile.
+		s.log.WithError(err).Warn("sqlite: flush of recorded outcomes failed")
+		s.lastSync = started
+		return
+	}
+	s.lastSync = started
+	s.unsynced.Store(false)
 }
 
 // ms stores a time as unix milliseconds.

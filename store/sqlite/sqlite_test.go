@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"os"
@@ -291,4 +292,61 @@ func TestOneDeliveringStorePerFile(t *testing.T) {
 	require.NoError(t, err, "the lock passes on once the first store is closed")
 	require.ElementsMatch(t, []event.Key{"raw:k", "raw:k2"}, []event.Key{again[0].EventKey, again[1].EventKey},
 		"the first store's lease went with it: its delivery is due again at once")
+}
+
+// Outcome-only commits skip their fsync; an idle writer still makes them
+// durable once OutcomeSync has passed.
+func TestIdleWriterFlushesOutcomes(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "relay.db"), Logger: quietLogger(), OutcomeSync: 50 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+
+	ev := event.Event{Key: "raw:k", Kind: event.KindRaw, Source: event.SourceWebhook, Body: []byte(`{}`), ReceivedAt: time.Now()}
+	require.NoError(t, s.Ingest(ctx, ev, []string{"a"}))
+	ds, err := s.Claim(ctx, store.ClaimRequest{Target: "a", Owner: "w", Limit: 1, Lease: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.NoError(t, s.Record(ctx, ds[0].ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: time.Now()}))
+	require.True(t, s.unsynced.Load(), "an outcome right after a synced ingest is committed without an fsync")
+	require.Eventually(t, func() bool { return !s.unsynced.Load() }, 5*time.Second, 5*time.Millisecond,
+		"the idle writer flushes it")
+}
+
+// A webhook whose ingest outlives its context gets an error, so nobody will
+// attempt the deliveries handed off to it: they must be claimable at once,
+// not leased until the lease ends.
+func TestAbandonedHandoffIsLeftToClaims(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openAt(t, path)
+	t.Cleanup(func() { _ = s.Close() })
+
+	// Another connection holds the write lock, so the commit waits.
+	blocker, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = blocker.Close() })
+	conn, err := blocker.Conn(ctx)
+	require.NoError(t, err)
+	_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+	require.NoError(t, err)
+
+	wake := s.Wake()
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	ev := event.Event{Key: "raw:k", Kind: event.KindRaw, Source: event.SourceWebhook, Body: []byte(`{}`), ReceivedAt: time.Now()}
+	_, err = s.IngestHandoff(short, ev, []string{"a"}, store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: time.Now().Add(time.Hour)})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	_, err = conn.ExecContext(ctx, "COMMIT")
+	require.NoError(t, err)
+	select {
+	case <-wake:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the commit of the abandoned handoff did not wake the claimers")
+	}
+	ds, err := s.Claim(ctx, store.ClaimRequest{Target: "a", Owner: "other", Limit: 10, Lease: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, ds, 1, "claimable at once, not leased to the caller that left")
+	require.Equal(t, ev.Key, ds[0].EventKey)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wamm-relay/wamm-relay/store"
@@ -22,14 +23,28 @@ type writeOp struct {
 	claim  *claimRequest
 	ctx    context.Context
 	res    chan error
+	// state settles, for a handoff, who acts on a commit its caller may
+	// have given up on: the writer (opPending -> opTaken, then it takes the
+	// leases and the caller waits for its answer) or the caller
+	// (opPending -> opAbandoned, then the writer leaves the deliveries
+	// unleased and wakes the claimers).
+	state atomic.Int32
 }
+
+const (
+	opPending int32 = iota
+	opTaken
+	opAbandoned
+)
 
 // writer turns concurrent Ingest, Record and Claim calls into group commits: while
 // one transaction is being written and fsynced, the calls that arrive queue
 // up and go into the next transaction together, so durability costs one
 // fsync per batch rather than one per webhook or per delivery attempt. A
-// lone call is committed at once; there is no timer. SQLite has one writer,
-// so there is one committer.
+// lone ingest or claim is committed at once; only outcomes alone linger a
+// little (see lingerFor). SQLite has one writer, so there is one committer;
+// while it is idle with outcomes not yet synced, it syncs them once their
+// time is up (flushIn, flush).
 //
 // Ingests and outcomes share transactions: a delivery worker that waits for
 // its outcome's fsync and a webhook that waits for its ingest's fsync can
@@ -38,7 +53,11 @@ type writeOp struct {
 // disk; running them on this goroutine orders them with the commits that
 // drop and take leases.
 type writer struct {
-	commit     func(ctx context.Context, ops []*writeOp, durable bool) []error
+	commit func(ctx context.Context, ops []*writeOp, durable bool) []error
+	// flushIn says how long the committer may stay idle before flush must
+	// make earlier commits durable; ok is false when nothing waits.
+	flushIn    func() (in time.Duration, ok bool)
+	flush      func()
 	maxIngests int
 	maxOps     int
 	queue      chan *writeOp
@@ -47,9 +66,12 @@ type writer struct {
 	closed     bool
 }
 
-func newWriter(commit func(ctx context.Context, ops []*writeOp, durable bool) []error, maxIngests, maxOps int) *writer {
+func newWriter(commit func(ctx context.Context, ops []*writeOp, durable bool) []error,
+	flushIn func() (time.Duration, bool), flush func(), maxIngests, maxOps int) *writer {
 	w := &writer{
 		commit:     commit,
+		flushIn:    flushIn,
+		flush:      flush,
 		maxIngests: maxIngests,
 		maxOps:     max(maxOps, maxIngests),
 		queue:      make(chan *writeOp, max(maxOps, maxIngests)),
@@ -81,7 +103,12 @@ func (w *writer) do(ctx context.Context, op *writeOp) error {
 	case err := <-op.res:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("wait for commit: %w", ctx.Err())
+		if op.state.CompareAndSwap(opPending, opAbandoned) {
+			return fmt.Errorf("wait for commit: %w", ctx.Err())
+		}
+		// The committer has taken the operation on: its answer is what
+		// happened, and it is on its way.
+		return <-op.res
 	}
 }
 
@@ -111,7 +138,10 @@ func (w *writer) loop() {
 			first, carry = carry, nil
 		} else {
 			var ok bool
-			if first, ok = <-w.queue; !ok {
+			if first, ok = w.next(timer); !ok {
+				if _, due := w.flushIn(); due {
+					w.flush()
+				}
 				return
 			}
 		}
@@ -159,9 +189,32 @@ func (w *writer) loop() {
 		// share the durable commit. Both run on their own context: once
 		// started they must finish (or fail) as a whole regardless of one
 		// caller leaving.
-		claims, durable := splitClaims(live, claims[:0], durable[:0])
+		claims, durable = splitClaims(live, claims[:0], durable[:0])
 		w.commitAndAnswer(claims, false)
 		w.commitAndAnswer(durable, true)
+	}
+}
+
+// next waits for the next operation. While earlier commits wait to be
+// made durable, it waits no longer than they may, and flushes them.
+func (w *writer) next(timer *time.Timer) (*writeOp, bool) {
+	for {
+		in, ok := w.flushIn()
+		if !ok {
+			op, ok := <-w.queue
+			return op, ok
+		}
+		if in <= 0 {
+			w.flush()
+			continue
+		}
+		timer.Reset(in)
+		select {
+		case op, ok := <-w.queue:
+			timer.Stop()
+			return op, ok
+		case <-timer.C:
+		}
 	}
 }
 
@@ -381,6 +434,7 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp, durable bool) 
 	if sync {
 		s.lastSync = started
 	}
+	s.unsynced.Store(!sync)
 	now := ms(time.Now())
 	var done []int64
 	for i, op := range ops {
@@ -389,6 +443,13 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp, durable bool) 
 		case op.record != nil:
 			done = append(done, op.record.id)
 		case op.ingest != nil && op.ingest.Handoff != nil && len(op.ingest.Leased) > 0:
+			if !op.state.CompareAndSwap(opPending, opTaken) {
+				// Its caller gave up and will not attempt them: leave
+				// them to the claimers.
+				op.ingest.Leased = nil
+				wake = true
+				continue
+			}
 			h := op.ingest.Handoff
 			s.leases.take(deliveryIDs(op.ingest.Leased), h.Owner, ms(h.Until), now)
 		}
