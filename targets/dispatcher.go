@@ -191,15 +191,16 @@ func New(opts Options) (*Dispatcher, error) {
 			return nil, err
 		}
 		p := &pool{
-			d:       d,
-			target:  t,
-			sender:  s,
-			backoff: Backoff{Initial: opts.BackoffInitial, Max: opts.BackoffMax},
-			lease:   t.Timeout + opts.LeaseSlack,
-			sem:     make(chan struct{}, opts.Workers),
-			freed:   make(chan struct{}, 1),
-			log:     log,
-			debug:   logx.DebugEnabled(log),
+			d:        d,
+			target:   t,
+			sender:   s,
+			backoff:  Backoff{Initial: opts.BackoffInitial, Max: opts.BackoffMax},
+			lease:    t.Timeout + opts.LeaseSlack,
+			sem:      make(chan struct{}, opts.Workers),
+			outcomes: make(chan struct{}, opts.Workers),
+			freed:    make(chan struct{}, 1),
+			log:      log,
+			debug:    logx.DebugEnabled(log),
 			storeErrs: errorStreak{
 				log: log, now: opts.Now, interval: storeErrorLogInterval,
 			},
@@ -312,6 +313,11 @@ type pool struct {
 	lease   time.Duration
 	// sem holds one token per attempt in flight; its capacity is Workers.
 	sem chan struct{}
+	// outcomes holds one token per outcome waiting for its commit after its
+	// worker was freed; its capacity is Workers too, so an instance leases
+	// at most twice Workers deliveries of a target, and a store slow to
+	// commit holds the workers back as before.
+	outcomes chan struct{}
 	// freed is signaled whenever an attempt ends: a slot is free and the
 	// next due time may have changed.
 	freed chan struct{}
@@ -521,6 +527,8 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	// outcome's commit would hold up the next attempt for a whole group
 	// commit. The delivery stays leased until its outcome is durable, so
 	// nobody claims it meanwhile, and Run still waits for the record.
+	p.outcomes <- struct{}{}
+	defer func() { <-p.outcomes }()
 	freeSlot()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), storeOpTimeout)
 	defer cancel()

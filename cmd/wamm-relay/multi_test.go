@@ -313,8 +313,10 @@ url = %q
 	mu.Unlock()
 	inFlight := 0
 	for _, tgt := range []string{"crm", "bots"} {
-		require.LessOrEqual(t, len(leased[tgt]), workers,
-			"an instance never holds more leases on a target than it has workers")
+		// Workers in flight plus, as many again, outcomes whose workers
+		// were freed before their commit.
+		require.LessOrEqual(t, len(leased[tgt]), 2*workers,
+			"an instance never holds more leases on a target than twice its workers")
 		inFlight += len(leased[tgt])
 	}
 	require.Positive(t, inFlight, "the killed instance held leases at the kill, so the takeover is exercised")
