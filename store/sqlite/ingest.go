@@ -14,27 +14,11 @@ import (
 
 // Ingest writes ev and one pending delivery per target, due and created at
 // ev.ReceivedAt (the wall clock when that is zero), in a group commit shared
-// with the ingests and recorded outcomes running at the same time. It returns once the transaction
-// is durable; store.ErrDuplicate when the key is already stored.
+// with the ingests and recorded outcomes running at the same time. It
+// returns once the transaction is durable; store.ErrDuplicate when the key
+// is already stored.
 func (s *Store) Ingest(ctx context.Context, ev event.Event, targets []string) error {
-	if err := s.open("ingest event"); err != nil {
-		return err
-	}
-	if ev.Key == "" {
-		return errors.New("ingest event: key is empty")
-	}
-	if ev.ReceivedAt.IsZero() {
-		ev.ReceivedAt = time.Now()
-	}
-	err := s.writer.do(ctx, &writeOp{ingest: &store.IngestRequest{Event: ev, Targets: targets}})
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, store.ErrDuplicate):
-		return store.ErrDuplicate
-	default:
-		return s.fail("ingest event", err)
-	}
+	return s.ingest(ctx, &store.IngestRequest{Event: ev, Targets: targets})
 }
 
 // IngestHandoff is Ingest that also leases the deliveries of
@@ -44,30 +28,42 @@ func (s *Store) IngestHandoff(ctx context.Context, ev event.Event, targets []str
 	if err := s.open("ingest event"); err != nil {
 		return nil, err
 	}
-	if ev.Key == "" {
-		return nil, errors.New("ingest event: key is empty")
-	}
 	if lease.Owner == "" {
 		return nil, errors.New("ingest event: lease owner is empty")
 	}
-	if err := s.lock.hold(); err != nil {
-		// Another process delivers from this file (a relay still shutting
-		// down beside its replacement): store the event for it, unleased.
-		// A handoff is only a shortcut; the webhook must not fail for it.
-		return nil, s.Ingest(ctx, ev, targets)
+	req := &store.IngestRequest{Event: ev, Targets: targets}
+	if err := s.lock.hold(); err == nil {
+		req.Handoff = &lease
 	}
-	if ev.ReceivedAt.IsZero() {
-		ev.ReceivedAt = time.Now()
+	// Otherwise another process delivers from this file (a relay still
+	// shutting down beside its replacement): the event is stored for it,
+	// unleased. A handoff is only a shortcut; the webhook must not fail for
+	// it.
+	if err := s.ingest(ctx, req); err != nil {
+		return nil, err
 	}
-	req := &store.IngestRequest{Event: ev, Targets: targets, Handoff: &lease}
+	return req.Leased, nil
+}
+
+// ingest validates req and writes it through the group commit.
+func (s *Store) ingest(ctx context.Context, req *store.IngestRequest) error {
+	if err := s.open("ingest event"); err != nil {
+		return err
+	}
+	if req.Event.Key == "" {
+		return errors.New("ingest event: key is empty")
+	}
+	if req.Event.ReceivedAt.IsZero() {
+		req.Event.ReceivedAt = time.Now()
+	}
 	err := s.writer.do(ctx, &writeOp{ingest: req})
 	switch {
 	case err == nil:
-		return req.Leased, nil
+		return nil
 	case errors.Is(err, store.ErrDuplicate):
-		return nil, store.ErrDuplicate
+		return store.ErrDuplicate
 	default:
-		return nil, s.fail("ingest event", err)
+		return s.fail("ingest event", err)
 	}
 }
 
