@@ -20,6 +20,7 @@ const usage = `bench: load wamm-relay and a non-durable baseline forwarder with 
 Usage:
   go run ./bench [flags]                  run --scenario (default saturation)
   go run ./bench baseline-server [flags]  the baseline forwarder (started by the bench itself)
+  go run ./bench stack-server [flags]     the relay without its store (started by the bench itself)
 
 Scenarios:
   smoke       a few thousand webhooks and a small backlog, checks completeness (CI)
@@ -56,13 +57,22 @@ type options struct {
 	pprof             string
 }
 
+// servers are the subcommands the bench starts of itself as the systems
+// that are not the relay.
+var servers = map[string]func(args []string) error{
+	"baseline-server": baselineMain,
+	"stack-server":    stackMain,
+}
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "baseline-server" {
-		if err := baselineMain(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "baseline-server:", err)
-			os.Exit(1)
+	if len(os.Args) > 1 {
+		if sub, ok := servers[os.Args[1]]; ok {
+			if err := sub(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
+				os.Exit(1)
+			}
+			return
 		}
-		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -83,7 +93,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.StringVar(&o.scenario, "scenario", "saturation", "smoke, saturation, steady, backlog or all")
 	fs.StringVar(&o.relayBin, "relay-bin", "", "relay binary to run; empty builds ./cmd/wamm-relay into the work dir")
-	fs.StringVar(&o.systems, "systems", "baseline,relay", "which systems to run, in order: baseline, relay or both")
+	fs.StringVar(&o.systems, "systems", "baseline,relay", "which systems to run, in order: baseline, stack (the relay without its store), stack-nethttp (stack posting with net/http), relay; both = baseline,relay")
 	fs.IntVar(&o.sinks, "sinks", 3, "number of sink targets")
 	fs.IntVar(&o.conns, "conns", 64, "concurrent generator connections")
 	fs.DurationVar(&o.duration, "duration", 0, "load duration (saturation default 15s, steady default 30s)")
@@ -94,7 +104,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.store, "store", "sqlite", "relay store: sqlite or postgres")
 	fs.StringVar(&o.pgDSN, "pg-dsn", os.Getenv("WAMM_RELAY_TEST_PG"), "postgres server URL (a fresh schema is created per run)")
 	fs.IntVar(&o.workers, "workers", 16, "delivery workers per target (relay [delivery] workers; baseline the same)")
-	fs.IntVar(&o.baselineQueue, "baseline-queue", 100000, "baseline: in-memory queue per sink (backlog raises it to hold the backlog)")
+	fs.IntVar(&o.baselineQueue, "baseline-queue", 100000, "baseline and stack: in-memory queue per sink (backlog raises it to hold the backlog)")
 	fs.DurationVar(&o.backoffInitial, "backoff-initial", time.Second, "relay [delivery] backoff_initial")
 	fs.DurationVar(&o.backoffMax, "backoff-max", 5*time.Second, "relay [delivery] backoff_max (and the baseline's retry cap)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "relay [log] level")
@@ -128,7 +138,7 @@ func (o *options) systemList() ([]string, error) {
 	var out []string
 	for s := range strings.SplitSeq(o.systems, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case sysRelay, sysBaseline:
+		case sysRelay, sysBaseline, sysStack, sysStackNetHTTP:
 			out = append(out, s)
 		case "both":
 			out = append(out, sysBaseline, sysRelay)

@@ -65,8 +65,9 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// table renders the results as Markdown: one table per scenario with the
-// relay's figures as ratios to the baseline's.
+// table renders the results as Markdown: one table per scenario, one column
+// per system in the order run, then each other system's figures as ratios to
+// the baseline's.
 func (r *report) table() string {
 	var b bytes.Buffer
 	byScenario := map[string][]result{}
@@ -79,32 +80,49 @@ func (r *report) table() string {
 	}
 	for _, sc := range order {
 		rs := byScenario[sc]
-		var base, rel *result
+		var base *result
 		for i := range rs {
-			switch rs[i].System {
-			case sysBaseline:
+			if rs[i].System == sysBaseline {
 				base = &rs[i]
-			case sysRelay:
-				rel = &rs[i]
 			}
 		}
-		fmt.Fprintf(&b, "### %s\n\n| figure | baseline | relay (%s) | relay / baseline |\n|---|---|---|---|\n", sc, storeOf(rel))
+		head, rule := "| figure |", "|---|"
+		for _, x := range rs {
+			head += " " + columnName(x) + " |"
+			rule += "---|"
+		}
+		if base != nil {
+			for _, x := range rs {
+				if x.System != sysBaseline {
+					head += " " + x.System + " / baseline |"
+					rule += "---|"
+				}
+			}
+		}
+		fmt.Fprintf(&b, "### %s\n\n%s\n%s\n", sc, head, rule)
 		row := func(name string, get func(*result) float64, format func(float64) string) {
-			var bv, rv float64
-			bs, rs := "-", "-"
+			line := "| " + name + " |"
+			for i := range rs {
+				line += " " + format(get(&rs[i])) + " |"
+			}
 			if base != nil {
-				bv = get(base)
-				bs = format(bv)
+				for i := range rs {
+					if rs[i].System != sysBaseline {
+						line += " " + ratio(get(&rs[i]), get(base)) + " |"
+					}
+				}
 			}
-			if rel != nil {
-				rv = get(rel)
-				rs = format(rv)
+			fmt.Fprintln(&b, line)
+		}
+		text := func(name string, get func(*result) string) {
+			line := "| " + name + " |"
+			for i := range rs {
+				line += " " + get(&rs[i]) + " |"
 			}
-			q := "-"
-			if base != nil && rel != nil {
-				q = ratio(rv, bv)
+			if base != nil {
+				line += strings.Repeat(" |", len(rs)-1)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", name, bs, rs, q)
+			fmt.Fprintln(&b, line)
 		}
 		num := func(f float64) string { return fmt.Sprintf("%.0f", f) }
 		msf := func(f float64) string { return fmt.Sprintf("%.2f ms", f) }
@@ -133,30 +151,22 @@ func (r *report) table() string {
 		row("rejected + failed sends", func(x *result) float64 { return float64(x.Rejected + x.Failed) }, num)
 		row("redeliveries at sinks", func(x *result) float64 { return float64(x.Redeliveries) }, num)
 		row("TCP connections the sinks accepted", func(x *result) float64 { return float64(x.SinkConns) }, num)
-		check := func(x *result) string {
-			if x == nil {
-				return "-"
-			}
+		text("completeness", func(x *result) string {
 			if x.Complete() {
 				return "every sink got every accepted message"
 			}
 			return fmt.Sprintf("MISSING per sink %v", x.Missing)
-		}
-		fmt.Fprintf(&b, "| completeness | %s | %s | |\n", check(base), check(rel))
-		load := func(x *result) string {
-			if x == nil {
-				return "-"
-			}
-			return x.LoadAvg
-		}
-		fmt.Fprintf(&b, "| load average after | %s | %s | |\n\n", load(base), load(rel))
+		})
+		text("load average after", func(x *result) string { return x.LoadAvg })
+		fmt.Fprintln(&b)
 	}
 	return b.String()
 }
 
-func storeOf(r *result) string {
-	if r == nil || r.Store == "" {
-		return "-"
+// columnName names a system's column; the relay's says which store it ran.
+func columnName(x result) string {
+	if x.Store != "" {
+		return fmt.Sprintf("%s (%s)", x.System, x.Store)
 	}
-	return r.Store
+	return x.System
 }

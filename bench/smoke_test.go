@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,20 +14,23 @@ import (
 )
 
 // TestMain lets the test binary stand in for the bench program when the
-// smoke test starts the baseline forwarder as a subprocess of itself.
+// smoke test starts the baseline forwarder or the stack as a subprocess of
+// itself.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "baseline-server" {
-		if err := baselineMain(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "baseline-server:", err)
-			os.Exit(1)
+	if len(os.Args) > 1 {
+		if sub, ok := servers[os.Args[1]]; ok {
+			if err := sub(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
 		}
-		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
 
 // TestSmoke runs the smoke scenario end to end: the relay binary (built
-// here) and the baseline each get 1,000 webhooks with the sinks up and 500
+// here), the baseline and the stack each get 1,000 webhooks with the sinks up and 500
 // with them answering 503, then the sinks come back; every accepted message
 // must reach every sink. It proves the bench works, not how fast anything is.
 func TestSmoke(t *testing.T) {
@@ -36,11 +40,13 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	code, err := run(ctx, []string{"--scenario", "smoke", "--dir", t.TempDir(), "--drain-timeout", "60s"}, &out)
+	code, err := run(ctx, []string{"--scenario", "smoke", "--systems", "baseline,stack,relay",
+		"--dir", t.TempDir(), "--drain-timeout", "60s"}, &out)
 	t.Log(out.String())
 	require.NoError(t, err)
 	require.Equal(t, 0, code)
-	require.Contains(t, out.String(), "every sink got every accepted message | every sink got every accepted message")
+	require.Contains(t, out.String(), "| figure | baseline | stack | relay (sqlite) | stack / baseline | relay / baseline |")
+	require.Contains(t, out.String(), "| completeness |"+strings.Repeat(" every sink got every accepted message |", 3))
 }
 
 func TestParseBenchBody(t *testing.T) {

@@ -19,6 +19,11 @@ import (
 const (
 	sysRelay    = "relay"
 	sysBaseline = "baseline"
+	// sysStack is the relay's HTTP server, parsing and dedup with in-memory
+	// queues instead of the store (stack.go): the ceiling of any store.
+	sysStack = "stack"
+	// sysStackNetHTTP is sysStack posting with net/http instead of resty.
+	sysStackNetHTTP = "stack-nethttp"
 )
 
 // relayConfig is what varies in the generated relay configuration.
@@ -75,15 +80,19 @@ func startSystem(ctx context.Context, o *options, system, dir string, sinks []st
 	}
 	run := runID()
 	switch system {
-	case sysBaseline:
+	case sysBaseline, sysStack, sysStackNetHTTP:
 		self, err := os.Executable()
 		if err != nil {
 			return nil, nil, fmt.Errorf("find own executable: %w", err)
 		}
-		args := []string{"baseline-server", "-listen", addr, "-sinks", strings.Join(sinks, ","),
+		sub, _, _ := strings.Cut(system, "-")
+		args := []string{sub + "-server", "-listen", addr, "-sinks", strings.Join(sinks, ","),
 			"-workers", strconv.Itoa(o.workers), "-queue", strconv.Itoa(o.baselineQueue),
 			"-backoff-max", o.backoffMax.String()}
-		p, err := startProc(ctx, "baseline", self, args, nil, addr, "/healthz", filepath.Join(dir, "baseline-"+run+".log"))
+		if system == sysStackNetHTTP {
+			args = append(args, "-client", "net/http")
+		}
+		p, err := startProc(ctx, system, self, args, nil, addr, "/healthz", filepath.Join(dir, system+"-"+run+".log"))
 		if err != nil {
 			return nil, nil, err
 		}

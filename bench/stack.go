@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-resty/resty/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/wamm-relay/wamm-relay/dedup"
+	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/relay"
+)
+
+// stackMain is the `stack-server` subcommand: the relay with its store taken
+// out. Webhooks go through the relay's own HTTP server (package relay: gin,
+// its middleware, body limit, parsing, metrics) and its LRU dedup (package
+// dedup), then, instead of the store and the dispatcher, into an in-memory
+// queue per sink, from which workers POST with resty, carrying the relay's
+// delivery headers. No durability and no per-delivery bookkeeping.
+//
+// What it measures: the ceiling of any store. The relay cannot beat this
+// system, so its ratio to the baseline bounds what a faster store could
+// bring, and the gap to the baseline is what gin, resty and the relay's
+// parsing cost.
+func stackMain(args []string) error {
+	fs := flag.NewFlagSet("stack-server", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:0", "listen address")
+	sinks := fs.String("sinks", "", "comma-separated sink URLs")
+	workers := fs.Int("workers", 16, "forwarding workers (and connections) per sink")
+	queue := fs.Int("queue", 100000, "queued events per sink before the ingest blocks")
+	backoffMax := fs.Duration("backoff-max", 5*time.Second, "cap of the retry wait after a failed POST")
+	lruSize := fs.Int("lru-size", 100000, "dedup LRU size (the relay's default)")
+	clientKind := fs.String("client", "resty", "what POSTs to the sinks: resty (as the relay) or net/http (as the baseline)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	urls := strings.Split(*sinks, ",")
+	if *sinks == "" || len(urls) == 0 {
+		return errors.New("stack-server: --sinks is empty")
+	}
+	if *clientKind != "resty" && *clientKind != "net/http" {
+		return fmt.Errorf("stack-server: --client %q: want resty or net/http", *clientKind)
+	}
+	// The relay's GOGC (app.TuneGC) but not its memory limit: the queues
+	// hold what the relay keeps on disk, and a limit below them would make
+	// the collector run without end.
+	debug.SetGCPercent(200)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	log := logrus.New()
+	log.SetFormatter(&logrus.JSONFormatter{})
+	reg := prometheus.NewRegistry()
+
+	q := &memoryQueues{queues: make([]chan event.Event, len(urls))}
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		q.queues[i] = make(chan event.Event, *queue)
+		httpClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			MaxIdleConns: *workers, MaxIdleConnsPerHost: *workers, IdleConnTimeout: 90 * time.Second,
+		}}
+		post := postNetHTTP(httpClient, u)
+		if *clientKind == "resty" {
+			post = postResty(resty.NewWithClient(httpClient).SetDoNotParseResponse(true).
+				SetHeader("User-Agent", stackUserAgent).SetHeader("Accept", "application/json"), u)
+		}
+		for range *workers {
+			wg.Go(func() { forwardEvents(ctx, post, q.queues[i], *backoffMax) })
+		}
+	}
+	cache, err := dedup.New(dedup.Options{Size: *lruSize, Next: q, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	srv, err := relay.New(relay.Options{
+		Listen: *listen, Ingester: cache, Gatherer: reg, Registerer: reg, Logger: log, MaxInFlight: 4096,
+	})
+	if err != nil {
+		return err
+	}
+	err = srv.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+// memoryQueues is the store's stand-in: Ingest queues the event for every
+// sink (blocking while a queue is full) and never reports a duplicate.
+type memoryQueues struct{ queues []chan event.Event }
+
+func (m *memoryQueues) Ingest(ctx context.Context, ev event.Event) (bool, error) {
+	for _, q := range m.queues {
+		select {
+		case q <- ev:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	return false, nil
+}
+
+const stackUserAgent = "wamm-relay/bench-stack"
+
+// poster makes one delivery attempt and reports whether the sink took it.
+type poster func(ctx context.Context, ev event.Event, attempt int) bool
+
+// postResty POSTs as the relay's target sender does: resty, with the
+// relay's delivery headers.
+func postResty(client *resty.Client, url string) poster {
+	return func(ctx context.Context, ev event.Event, attempt int) bool {
+		resp, err := client.R().SetContext(ctx).
+			SetBody(ev.Body).
+			SetHeader("Content-Type", "application/json").
+			SetHeaderVerbatim("webhook-id", string(ev.Key)).
+			SetHeaderVerbatim("webhook-timestamp", strconv.FormatInt(time.Now().Unix(), 10)).
+			SetHeader("X-Wamm-Relay-Attempt", strconv.Itoa(attempt)).
+			SetHeader("X-Wamm-Relay-Source", string(ev.Source)).
+			Post(url)
+		if resp == nil || resp.RawResponse == nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.RawResponse.Body)
+		_ = resp.RawResponse.Body.Close()
+		return err == nil && resp.StatusCode()/100 == 2
+	}
+}
+
+// postNetHTTP sends the same request with net/http alone.
+func postNetHTTP(client *http.Client, url string) poster {
+	return func(ctx context.Context, ev event.Event, attempt int) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(ev.Body))
+		if err != nil {
+			return false
+		}
+		h := req.Header
+		h["User-Agent"] = []string{stackUserAgent}
+		h["Accept"] = []string{"application/json"}
+		h["Content-Type"] = []string{"application/json"}
+		h["webhook-id"] = []string{string(ev.Key)}
+		h["webhook-timestamp"] = []string{strconv.FormatInt(time.Now().Unix(), 10)}
+		h["X-Wamm-Relay-Attempt"] = []string{strconv.Itoa(attempt)}
+		h["X-Wamm-Relay-Source"] = []string{string(ev.Source)}
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode/100 == 2
+	}
+}
+
+// forwardEvents is the baseline's forward loop around post: each queued
+// event is retried from memory, 100 ms doubling to backoffMax, until a
+// sink takes it or ctx ends.
+func forwardEvents(ctx context.Context, post poster, q <-chan event.Event, backoffMax time.Duration) {
+	for {
+		var ev event.Event
+		select {
+		case ev = <-q:
+		case <-ctx.Done():
+			return
+		}
+		wait := 100 * time.Millisecond
+		for attempt := 1; !post(ctx, ev, attempt); attempt++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, backoffMax)
+		}
+	}
+}
