@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -93,7 +94,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.StringVar(&o.scenario, "scenario", "saturation", "smoke, saturation, steady, backlog or all")
 	fs.StringVar(&o.relayBin, "relay-bin", "", "relay binary to run; empty builds ./cmd/wamm-relay into the work dir")
-	fs.StringVar(&o.systems, "systems", "baseline,relay", "which systems to run, in order: baseline, stack (the relay without its store), stack-nethttp (stack posting with net/http), relay; both = baseline,relay")
+	fs.StringVar(&o.systems, "systems", "baseline,relay", "which systems to run, in order: baseline, relay, both (= baseline,relay), stack (the relay without its store: stack.go) or its variants stack-nethttp, stack-journal, stack-nethttp-journal")
 	fs.IntVar(&o.sinks, "sinks", 3, "number of sink targets")
 	fs.IntVar(&o.conns, "conns", 64, "concurrent generator connections")
 	fs.DurationVar(&o.duration, "duration", 0, "load duration (saturation default 15s, steady default 30s)")
@@ -138,12 +139,15 @@ func (o *options) systemList() ([]string, error) {
 	var out []string
 	for s := range strings.SplitSeq(o.systems, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case sysRelay, sysBaseline, sysStack, sysStackNetHTTP:
+		case sysRelay, sysBaseline:
 			out = append(out, s)
 		case "both":
 			out = append(out, sysBaseline, sysRelay)
 		default:
-			return nil, fmt.Errorf("unknown system %q in --systems", s)
+			if !slices.Contains(stackVariants, s) {
+				return nil, fmt.Errorf("unknown system %q in --systems", s)
+			}
+			out = append(out, s)
 		}
 	}
 	return out, nil

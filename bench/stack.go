@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +34,10 @@ import (
 // queue per sink, from which workers POST with resty, carrying the relay's
 // delivery headers. No durability and no per-delivery bookkeeping.
 //
+// With -journal, Ingest first appends the event to a file and waits for
+// its fsync, group-committed like the relay's ingests: the "append-only log"
+// design, with no tables and no durable dedup.
+//
 // What it measures: the ceiling of any store. The relay cannot beat this
 // system, so its ratio to the baseline bounds what a faster store could
 // bring, and the gap to the baseline is what gin, resty and the relay's
@@ -46,6 +51,7 @@ func stackMain(args []string) error {
 	backoffMax := fs.Duration("backoff-max", 5*time.Second, "cap of the retry wait after a failed POST")
 	lruSize := fs.Int("lru-size", 100000, "dedup LRU size (the relay's default)")
 	clientKind := fs.String("client", "resty", "what POSTs to the sinks: resty (as the relay) or net/http (as the baseline)")
+	journalPath := fs.String("journal", "", "append every event to this file, fsynced before the answer")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +75,14 @@ func stackMain(args []string) error {
 	reg := prometheus.NewRegistry()
 
 	q := &memoryQueues{queues: make([]chan event.Event, len(urls))}
+	if *journalPath != "" {
+		j, err := openJournal(*journalPath)
+		if err != nil {
+			return err
+		}
+		defer j.close()
+		q.journal = j
+	}
 	var wg sync.WaitGroup
 	for i, u := range urls {
 		q.queues[i] = make(chan event.Event, *queue)
@@ -101,9 +115,18 @@ func stackMain(args []string) error {
 
 // memoryQueues is the store's stand-in: Ingest queues the event for every
 // sink (blocking while a queue is full) and never reports a duplicate.
-type memoryQueues struct{ queues []chan event.Event }
+// With a journal it appends the event there first.
+type memoryQueues struct {
+	queues  []chan event.Event
+	journal *journal
+}
 
 func (m *memoryQueues) Ingest(ctx context.Context, ev event.Event) (bool, error) {
+	if m.journal != nil {
+		if err := m.journal.append(ctx, ev); err != nil {
+			return false, err
+		}
+	}
 	for _, q := range m.queues {
 		select {
 		case q <- ev:
@@ -186,4 +209,84 @@ func forwardEvents(ctx context.Context, post poster, q <-chan event.Event, backo
 			wait = min(2*wait, backoffMax)
 		}
 	}
+}
+
+// journal is an append-only file with group commit: one goroutine writes
+// every record queued while the previous fsync ran, in one write, then
+// fsyncs and answers them all.
+type journal struct {
+	f    *os.File
+	reqs chan journalReq
+	done chan struct{}
+}
+
+type journalReq struct {
+	rec []byte
+	res chan error
+}
+
+func openJournal(path string) (*journal, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	j := &journal{f: f, reqs: make(chan journalReq, 4096), done: make(chan struct{})}
+	go j.loop()
+	return j, nil
+}
+
+var journalResults = sync.Pool{New: func() any { return make(chan error, 1) }}
+
+// append writes key, then body, each length-prefixed, and waits for the
+// fsync that covers them.
+func (j *journal) append(ctx context.Context, ev event.Event) error {
+	rec := make([]byte, 0, 8+len(ev.Key)+len(ev.Body))
+	rec = binary.AppendUvarint(rec, uint64(len(ev.Key)))
+	rec = append(rec, ev.Key...)
+	rec = binary.AppendUvarint(rec, uint64(len(ev.Body)))
+	rec = append(rec, ev.Body...)
+	res := journalResults.Get().(chan error)
+	select {
+	case j.reqs <- journalReq{rec: rec, res: res}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// The loop always answers, so res is never reused while in flight.
+	err := <-res
+	journalResults.Put(res)
+	return err
+}
+
+func (j *journal) loop() {
+	defer close(j.done)
+	var buf []byte
+	var batch []chan error
+	for req := range j.reqs {
+		buf, batch = append(buf[:0], req.rec...), append(batch[:0], req.res)
+	fill:
+		for {
+			select {
+			case more, ok := <-j.reqs:
+				if !ok {
+					break fill
+				}
+				buf, batch = append(buf, more.rec...), append(batch, more.res)
+			default:
+				break fill
+			}
+		}
+		_, err := j.f.Write(buf)
+		if err == nil {
+			err = j.f.Sync()
+		}
+		for _, res := range batch {
+			res <- err
+		}
+	}
+}
+
+func (j *journal) close() {
+	close(j.reqs)
+	<-j.done
+	_ = j.f.Close()
 }

@@ -21,9 +21,10 @@ const (
 	sysBaseline = "baseline"
 	// sysStack is the relay's HTTP server, parsing and dedup with in-memory
 	// queues instead of the store (stack.go): the ceiling of any store.
+	// Variants add "-nethttp" (post with net/http instead of resty) and
+	// "-journal" (fsync each event to an append-only file before the
+	// answer), in that order: stack-nethttp-journal.
 	sysStack = "stack"
-	// sysStackNetHTTP is sysStack posting with net/http instead of resty.
-	sysStackNetHTTP = "stack-nethttp"
 )
 
 // relayConfig is what varies in the generated relay configuration.
@@ -79,20 +80,24 @@ func startSystem(ctx context.Context, o *options, system, dir string, sinks []st
 		return nil, nil, err
 	}
 	run := runID()
+	system, variant := splitVariant(system)
 	switch system {
-	case sysBaseline, sysStack, sysStackNetHTTP:
+	case sysBaseline, sysStack:
 		self, err := os.Executable()
 		if err != nil {
 			return nil, nil, fmt.Errorf("find own executable: %w", err)
 		}
-		sub, _, _ := strings.Cut(system, "-")
-		args := []string{sub + "-server", "-listen", addr, "-sinks", strings.Join(sinks, ","),
+		args := []string{system + "-server", "-listen", addr, "-sinks", strings.Join(sinks, ","),
 			"-workers", strconv.Itoa(o.workers), "-queue", strconv.Itoa(o.baselineQueue),
 			"-backoff-max", o.backoffMax.String()}
-		if system == sysStackNetHTTP {
+		if strings.Contains(variant, "-nethttp") {
 			args = append(args, "-client", "net/http")
 		}
-		p, err := startProc(ctx, system, self, args, nil, addr, "/healthz", filepath.Join(dir, system+"-"+run+".log"))
+		if strings.Contains(variant, "-journal") {
+			args = append(args, "-journal", filepath.Join(dir, "stack-"+run+".journal"))
+		}
+		name := system + variant
+		p, err := startProc(ctx, name, self, args, nil, addr, "/healthz", filepath.Join(dir, name+"-"+run+".log"))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -138,6 +143,17 @@ func startSystem(ctx context.Context, o *options, system, dir string, sinks []st
 		}, nil
 	}
 	return nil, nil, fmt.Errorf("unknown system %q", system)
+}
+
+// stackVariants are the systems stack.go can be.
+var stackVariants = []string{sysStack, sysStack + "-nethttp", sysStack + "-journal", sysStack + "-nethttp-journal"}
+
+// splitVariant splits "stack-nethttp" into "stack" and "-nethttp".
+func splitVariant(system string) (base, variant string) {
+	if rest, ok := strings.CutPrefix(system, sysStack); ok {
+		return sysStack, rest
+	}
+	return system, ""
 }
 
 // webhookURL is where the system takes webhooks.
