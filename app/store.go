@@ -28,7 +28,11 @@ func OpenStore(ctx context.Context, cfg config.Config, log logrus.FieldLogger) (
 		}
 		return st, nil
 	case config.DriverPostgres:
-		st, err := postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, Logger: log})
+		vacuumEvery := cfg.Store.VacuumEvery
+		if vacuumEvery == 0 {
+			vacuumEvery = -1 // the config's 0 is the store's "never"
+		}
+		st, err := postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, Logger: log, VacuumEvery: vacuumEvery})
 		if err != nil {
 			return nil, fmt.Errorf("open postgres store: %w", err)
 		}

@@ -72,6 +72,10 @@ const (
 type Store struct {
 	Driver string `toml:"driver"`
 	DSN    string `toml:"dsn"`
+	// VacuumEvery is, on PostgreSQL, how many recorded outcomes an
+	// instance lets pass between its VACUUMs of the deliveries table;
+	// 0 leaves vacuuming to autovacuum. SQLite ignores it.
+	VacuumEvery int `toml:"vacuum_every"`
 }
 
 // Delivery is the [delivery] table: defaults for every target.
@@ -191,8 +195,9 @@ func Default() Config {
 			Retention: D(2160 * time.Hour),
 		},
 		Store: Store{
-			Driver: DriverSQLite,
-			DSN:    "data/relay.db",
+			Driver:      DriverSQLite,
+			DSN:         "data/relay.db",
+			VacuumEvery: 20000,
 		},
 		Delivery: Delivery{
 			Workers:        16,

@@ -106,6 +106,7 @@ func TestDefaultMatchesInterfaceExample(t *testing.T) {
 
 	require.Equal(t, "sqlite", c.Store.Driver)
 	require.Equal(t, "data/relay.db", c.Store.DSN)
+	require.Equal(t, 20000, c.Store.VacuumEvery)
 
 	require.Equal(t, 16, c.Delivery.Workers)
 	require.Equal(t, 10*time.Second, c.Delivery.Timeout.Duration)
@@ -139,6 +140,7 @@ func TestParseGood(t *testing.T) {
 			require.False(t, c.Reconcile.Enabled)
 			require.True(t, c.Reconcile.BackfillOnStart)
 			require.Zero(t, c.Reconcile.Grace.Duration)
+			require.Equal(t, 5000, c.Store.VacuumEvery)
 			require.Equal(t, 500*time.Millisecond, c.Delivery.BackoffInitial.Duration)
 			require.Len(t, c.Targets, 2)
 			crm := c.Targets[0]
@@ -243,6 +245,7 @@ var badCases = []struct {
 	{"retention_zero.toml", "dedup.retention", ErrOutOfRange},
 	{"store_driver.toml", "store.driver", ErrInvalid},
 	{"store_dsn_empty.toml", "store.dsn", ErrRequired},
+	{"vacuum_every_negative.toml", "store.vacuum_every", ErrOutOfRange},
 	{"postgres_dsn.toml", "store.dsn", ErrInvalid},
 	{"postgres_dsn_quote.toml", "store.dsn", ErrInvalid},
 	{"workers_zero.toml", "delivery.workers", ErrOutOfRange},

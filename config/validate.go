@@ -173,6 +173,9 @@ func (d *Dedup) validate(p *problems) {
 }
 
 func (s *Store) validate(p *problems) {
+	if s.VacuumEvery < 0 {
+		p.add("store.vacuum_every", strconv.Itoa(s.VacuumEvery), ErrOutOfRange, "must be 0 (autovacuum only) or positive")
+	}
 	switch s.Driver {
 	case DriverSQLite, DriverPostgres:
 	case "":

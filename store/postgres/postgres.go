@@ -49,6 +49,10 @@ type Options struct {
 	// ReconnectMax caps the backoff between attempts to re-establish the
 	// wake listener's connection.
 	ReconnectMax time.Duration
+	// VacuumEvery is how many outcomes this Store records between the
+	// VACUUMs it runs on the deliveries table (see vacuum.go); 0 means
+	// DefaultVacuumEvery, negative never.
+	VacuumEvery int
 	// Now is the clock for the timestamps the store sets itself.
 	Now func() time.Time
 }
@@ -86,6 +90,9 @@ func (o *Options) setDefaults() {
 	if o.ReconnectMax == 0 {
 		o.ReconnectMax = DefaultReconnectMax
 	}
+	if o.VacuumEvery == 0 {
+		o.VacuumEvery = DefaultVacuumEvery
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -108,7 +115,16 @@ type Store struct {
 	closed   atomic.Bool
 
 	stopListen context.CancelFunc
-	wg         sync.WaitGroup
+	// background is the context of the work the store starts on its own
+	// (the VACUUMs); Close cancels it.
+	background     context.Context
+	stopBackground context.CancelFunc
+	wg             sync.WaitGroup
+	// sinceVacuum counts outcomes since the last VACUUM started; vacuuming
+	// is set while one runs; vacuums counts those that succeeded.
+	sinceVacuum atomic.Int64
+	vacuuming   atomic.Bool
+	vacuums     atomic.Int64
 	// listenCheck and sessionCheck copy listenCheckInterval and
 	// sessionCheckTimeout at Open.
 	listenCheck, sessionCheck time.Duration
@@ -191,6 +207,7 @@ func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	s.stopListen = cancel
+	s.background, s.stopBackground = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.runListener(lctx, first)
 
@@ -230,6 +247,7 @@ func (s *Store) Close() error {
 	s.batcher.Close()
 	s.recorder.Close()
 	s.stopListen()
+	s.stopBackground()
 	s.wg.Wait()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

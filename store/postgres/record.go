@@ -149,15 +149,18 @@ func (s *Store) commitRecords(ctx context.Context, batch []recordRequest) []erro
 		}
 		return results
 	}
+	recorded := 0
 	for j, i := range order {
 		switch {
 		case applied[j]:
+			recorded++
 		case exists[ids[j]]:
 			results[i] = store.ErrLeaseLost
 		default:
 			results[i] = store.ErrNotFound
 		}
 	}
+	s.noteOutcomes(recorded)
 	return results
 }
 
