@@ -30,9 +30,9 @@ func TestMain(m *testing.M) {
 }
 
 // TestSmoke runs the smoke scenario end to end: the relay binary (built
-// here), the baseline and the stack each get 1,000 webhooks with the sinks up and 500
-// with them answering 503, then the sinks come back; every accepted message
-// must reach every sink. It proves the bench works, not how fast anything is.
+// here), the baseline and the stack (with its journal) each get 1,000
+// webhooks with the sinks up and 500 with them answering 503, then the sinks
+// come back; every accepted message must reach every sink. It proves the bench works, not how fast anything is.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the relay binary; skipped with -short")
@@ -40,12 +40,12 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	code, err := run(ctx, []string{"--scenario", "smoke", "--systems", "baseline,stack,relay",
+	code, err := run(ctx, []string{"--scenario", "smoke", "--systems", "baseline,stack-journal,relay",
 		"--dir", t.TempDir(), "--drain-timeout", "60s"}, &out)
 	t.Log(out.String())
 	require.NoError(t, err)
 	require.Equal(t, 0, code)
-	require.Contains(t, out.String(), "| figure | baseline | stack | relay (sqlite) | stack / baseline | relay / baseline |")
+	require.Contains(t, out.String(), "| figure | baseline | stack-journal | relay (sqlite) | stack-journal / baseline | relay / baseline |")
 	require.Contains(t, out.String(), "| completeness |"+strings.Repeat(" every sink got every accepted message |", 3))
 }
 
