@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/wamm-relay/wamm-relay/store"
@@ -23,6 +24,17 @@ type claimLock struct {
 	mu     sync.Mutex
 	file   *os.File
 	closed bool // by Close: a call racing it must not take the lock again
+}
+
+// lockPath names the lock file after the database file's real path, so two
+// relays that reach one file through a symlink to it still exclude each
+// other (SQLite resolves symlinks too, so they share one WAL). A hard link
+// is not caught.
+func lockPath(dbPath string) string {
+	if real, err := filepath.EvalSymlinks(dbPath); err == nil {
+		dbPath = real
+	}
+	return dbPath + "-deliver.lock"
 }
 
 // hold takes the lock if this store does not hold it yet.

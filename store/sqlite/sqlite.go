@@ -178,7 +178,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{log: opts.Logger, w: w, r: r, stmts: st, wake: store.NewSignal(),
-		leases: newLeaseTable(), lock: &claimLock{path: opts.Path + "-deliver.lock"},
+		leases: newLeaseTable(), lock: &claimLock{path: lockPath(opts.Path)},
 		outcomeSync: opts.OutcomeSync}
 	if s.outcomeSync == 0 {
 		s.outcomeSync = DefaultOutcomeSync

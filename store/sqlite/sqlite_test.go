@@ -294,6 +294,24 @@ func TestOneDeliveringStorePerFile(t *testing.T) {
 		"the first store's lease went with it: its delivery is due again at once")
 }
 
+// Two paths to one file (here a symlink to it) share one lock.
+func TestDeliveryLockFollowsSymlinks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	claim := func(s *Store) error {
+		_, err := s.Claim(ctx, store.ClaimRequest{Target: "a", Owner: "w", Limit: 10, Lease: time.Minute})
+		return err
+	}
+
+	first := openAt(t, filepath.Join(dir, "relay.db"))
+	t.Cleanup(func() { _ = first.Close() })
+	require.NoError(t, claim(first))
+	require.NoError(t, os.Symlink("relay.db", filepath.Join(dir, "link.db")))
+	second := openAt(t, filepath.Join(dir, "link.db"))
+	t.Cleanup(func() { _ = second.Close() })
+	require.ErrorIs(t, claim(second), errLocked, "the same file through a symlink")
+}
+
 // Outcome-only commits skip their fsync; an idle writer still makes them
 // durable once OutcomeSync has passed.
 func TestIdleWriterFlushesOutcomes(t *testing.T) {
