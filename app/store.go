@@ -28,11 +28,7 @@ func OpenStore(ctx context.Context, cfg config.Config, log logrus.FieldLogger) (
 		}
 		return st, nil
 	case config.DriverPostgres:
-		vacuumEvery := cfg.Store.VacuumEvery
-		if vacuumEvery == 0 {
-			vacuumEvery = -1 // the config's 0 is the store's "never"
-		}
-		st, err := postgres.Open(ctx, postgres.Options{DSN: cfg.Store.DSN, Logger: log, VacuumEvery: vacuumEvery})
+		st, err := postgres.Open(ctx, postgresOptions(cfg, log))
 		if err != nil {
 			return nil, fmt.Errorf("open postgres store: %w", err)
 		}
@@ -40,4 +36,13 @@ func OpenStore(ctx context.Context, cfg config.Config, log logrus.FieldLogger) (
 	default:
 		return nil, fmt.Errorf("open store: unknown driver %q", cfg.Store.Driver)
 	}
+}
+
+// postgresOptions maps [store] onto the PostgreSQL store's options.
+func postgresOptions(cfg config.Config, log logrus.FieldLogger) postgres.Options {
+	vacuumEvery := cfg.Store.VacuumEvery
+	if vacuumEvery == 0 {
+		vacuumEvery = -1 // the config's "never" (the store's 0 is its default)
+	}
+	return postgres.Options{DSN: cfg.Store.DSN, Logger: log, VacuumEvery: vacuumEvery}
 }

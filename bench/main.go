@@ -150,6 +150,12 @@ func (o *options) systemList() ([]string, error) {
 			out = append(out, s)
 		}
 	}
+	// The report has one column per system: each may run once.
+	for i, s := range out {
+		if slices.Contains(out[:i], s) {
+			return nil, fmt.Errorf("system %q appears twice in --systems", s)
+		}
+	}
 	return out, nil
 }
 

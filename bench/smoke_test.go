@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,13 +41,20 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
+	dir := t.TempDir()
 	code, err := run(ctx, []string{"--scenario", "smoke", "--systems", "baseline,stack-journal,relay",
-		"--dir", t.TempDir(), "--drain-timeout", "60s"}, &out)
+		"--dir", dir, "--drain-timeout", "60s"}, &out)
 	t.Log(out.String())
 	require.NoError(t, err)
 	require.Equal(t, 0, code)
 	require.Contains(t, out.String(), "| figure | baseline | stack-journal | relay (sqlite) | stack-journal / baseline | relay / baseline |")
 	require.Contains(t, out.String(), "| completeness |"+strings.Repeat(" every sink got every accepted message |", 3))
+	journals, err := filepath.Glob(filepath.Join(dir, "stack-*.journal"))
+	require.NoError(t, err)
+	require.Len(t, journals, 1, "the stack wrote its journal")
+	info, err := os.Stat(journals[0])
+	require.NoError(t, err)
+	require.Greater(t, info.Size(), int64(1500*100), "1,500 webhooks of over 100 bytes each")
 }
 
 func TestParseBenchBody(t *testing.T) {
@@ -86,4 +94,27 @@ func TestSummaryPercentiles(t *testing.T) {
 	require.Equal(t, 999*time.Millisecond, sum.P(0.999))
 	require.Equal(t, time.Second, sum.Max())
 	require.Zero(t, (&samples{}).Summary().P(0.5))
+}
+
+func TestSystemList(t *testing.T) {
+	for _, tc := range []struct {
+		systems string
+		want    []string
+		err     string
+	}{
+		{"both", []string{"baseline", "relay"}, ""},
+		{"baseline, stack-nethttp-journal ,relay", []string{"baseline", "stack-nethttp-journal", "relay"}, ""},
+		{"baseline,stack-journal-nethttp", nil, `unknown system "stack-journal-nethttp"`},
+		{"baseline,both", nil, `system "baseline" appears twice`},
+	} {
+		t.Run(tc.systems, func(t *testing.T) {
+			got, err := (&options{systems: tc.systems}).systemList()
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
 }

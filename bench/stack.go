@@ -109,6 +109,7 @@ func stackMain(args []string) error {
 		return err
 	}
 	err = srv.Run(ctx)
+	stop() // the forwarders wait for ctx, also when Run failed at once
 	wg.Wait()
 	return err
 }
@@ -218,6 +219,10 @@ type journal struct {
 	f    *os.File
 	reqs chan journalReq
 	done chan struct{}
+	// closeMu keeps append from sending on reqs once close closed it:
+	// handlers may outlive the server's shutdown.
+	closeMu sync.RWMutex
+	closed  bool
 }
 
 type journalReq struct {
@@ -246,9 +251,16 @@ func (j *journal) append(ctx context.Context, ev event.Event) error {
 	rec = binary.AppendUvarint(rec, uint64(len(ev.Body)))
 	rec = append(rec, ev.Body...)
 	res := journalResults.Get().(chan error)
+	j.closeMu.RLock()
+	if j.closed {
+		j.closeMu.RUnlock()
+		return errors.New("journal closed")
+	}
 	select {
 	case j.reqs <- journalReq{rec: rec, res: res}:
+		j.closeMu.RUnlock()
 	case <-ctx.Done():
+		j.closeMu.RUnlock()
 		return ctx.Err()
 	}
 	// The loop always answers, so res is never reused while in flight.
@@ -286,7 +298,10 @@ func (j *journal) loop() {
 }
 
 func (j *journal) close() {
+	j.closeMu.Lock()
+	j.closed = true
 	close(j.reqs)
+	j.closeMu.Unlock()
 	<-j.done
 	_ = j.f.Close()
 }

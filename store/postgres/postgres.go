@@ -120,11 +120,15 @@ type Store struct {
 	background     context.Context
 	stopBackground context.CancelFunc
 	wg             sync.WaitGroup
-	// sinceVacuum counts outcomes since the last VACUUM started; vacuuming
-	// is set while one runs; vacuums counts those that succeeded.
-	sinceVacuum atomic.Int64
-	vacuuming   atomic.Bool
-	vacuums     atomic.Int64
+	// sinceVacuum counts outcomes since the last VACUUM ended; vacuuming
+	// is set while one runs; vacuums counts those that ran without error.
+	// cannotVacuum is set once the role or server turned out unable to, and
+	// vacuumChecked (used only by the running VACUUM) once that was checked.
+	sinceVacuum   atomic.Int64
+	vacuuming     atomic.Bool
+	vacuums       atomic.Int64
+	cannotVacuum  atomic.Bool
+	vacuumChecked bool
 	// listenCheck and sessionCheck copy listenCheckInterval and
 	// sessionCheckTimeout at Open.
 	listenCheck, sessionCheck time.Duration

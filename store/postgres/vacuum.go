@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,20 +31,22 @@ const vacuumTimeout = 10 * time.Minute
 const vacuumSQL = "VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) "
 
 // noteOutcomes counts n recorded outcomes and starts a VACUUM in the
-// background once VacuumEvery have been recorded since the last one started,
-// unless one is still running.
+// background once VacuumEvery have been recorded since the last one ended,
+// unless one is still running or vacuuming turned out to be impossible.
 func (s *Store) noteOutcomes(n int) {
 	every := int64(s.opts.VacuumEvery)
-	if every <= 0 || n == 0 || s.closed.Load() {
+	if every <= 0 || n == 0 || s.closed.Load() || s.cannotVacuum.Load() {
 		return
 	}
 	if s.sinceVacuum.Add(int64(n)) < every || !s.vacuuming.CompareAndSwap(false, true) {
 		return
 	}
-	s.sinceVacuum.Store(0)
 	s.wg.Go(func() {
 		defer s.vacuuming.Store(false)
 		s.vacuum(s.background)
+		// Count from the end, so that a VACUUM slower than VacuumEvery
+		// outcomes is not followed by another at once.
+		s.sinceVacuum.Store(0)
 	})
 }
 
@@ -52,14 +55,65 @@ func (s *Store) noteOutcomes(n int) {
 func (s *Store) vacuum(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, vacuumTimeout)
 	defer cancel()
-	start := time.Now()
 	table := pgx.Identifier{s.schema, "deliveries"}.Sanitize()
-	if _, err := s.pool.Exec(ctx, vacuumSQL+table); err != nil {
-		if s.background.Err() == nil { // not cancelled by Close
-			s.log.WithError(err).Warn("vacuum deliveries failed; claims slow down as dead rows pile up")
+	if !s.vacuumChecked {
+		s.vacuumChecked = true
+		if reason, err := s.vacuumBlocker(ctx, table); err != nil {
+			s.logVacuumError(err)
+			s.vacuumChecked = false // check again next time
+			return
+		} else if reason != "" {
+			s.cannotVacuum.Store(true)
+			s.log.WithField("reason", reason).Warn("not vacuuming deliveries (store.vacuum_every); " +
+				"tune autovacuum for the table instead, or claims slow down as dead rows pile up")
+			return
 		}
+	}
+	start := time.Now()
+	if _, err := s.pool.Exec(ctx, vacuumSQL+table); err != nil {
+		s.logVacuumError(err)
 		return
 	}
+	// A VACUUM skipped because another session (autovacuum, another
+	// instance) held the table counts too: the table is being vacuumed.
 	s.vacuums.Add(1)
 	s.log.WithField("duration_ms", time.Since(start).Milliseconds()).Debug("vacuumed deliveries")
+}
+
+func (s *Store) logVacuumError(err error) {
+	if s.background.Err() == nil { // not cancelled by Close
+		s.log.WithError(err).Warn("vacuum deliveries failed; claims slow down as dead rows pile up")
+	}
+}
+
+// vacuumBlocker returns why this session's VACUUM of table would not run,
+// or "" when it would. PostgreSQL does not fail a VACUUM it may not run: it
+// skips the table with a warning that only its own log shows.
+func (s *Store) vacuumBlocker(ctx context.Context, table string) (string, error) {
+	var (
+		version int
+		owner   bool
+	)
+	err := s.pool.QueryRow(ctx, `
+		SELECT current_setting('server_version_num')::int, pg_has_role(relowner, 'USAGE')
+		FROM pg_class WHERE oid = $1::regclass`, table).Scan(&version, &owner)
+	if err != nil {
+		return "", fmt.Errorf("check vacuum privileges: %w", err)
+	}
+	switch {
+	case version < 120000:
+		return "VACUUM (SKIP_LOCKED, INDEX_CLEANUP) needs PostgreSQL 12 or later", nil
+	case owner:
+		return "", nil
+	case version < 170000:
+		return "the relay's role does not own the deliveries table", nil
+	}
+	var maintain bool
+	if err := s.pool.QueryRow(ctx, "SELECT has_table_privilege($1::regclass, 'MAINTAIN')", table).Scan(&maintain); err != nil {
+		return "", fmt.Errorf("check vacuum privileges: %w", err)
+	}
+	if !maintain {
+		return "the relay's role neither owns the deliveries table nor has MAINTAIN on it", nil
+	}
+	return "", nil
 }
