@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -18,21 +19,42 @@ import (
 // at ev.ReceivedAt (now when zero), so claims follow arrival order across
 // instances rather than commit order.
 func (s *Store) Ingest(ctx context.Context, ev event.Event, targets []string) error {
+	return s.ingest(ctx, &store.IngestRequest{Event: ev, Targets: targets})
+}
+
+// IngestHandoff is Ingest that also leases the deliveries of lease.Targets
+// to lease.Owner until lease.Until in the same transaction, and returns them
+// ready to attempt (see store.HandoffIngester). If the caller gives up while
+// the commit is under way, what it leased is claimable once the lease ends.
+func (s *Store) IngestHandoff(ctx context.Context, ev event.Event, targets []string, lease store.HandoffLease) ([]event.Delivery, error) {
+	if lease.Owner == "" {
+		return nil, errors.New("ingest event: lease owner is empty")
+	}
+	req := &store.IngestRequest{Event: ev, Targets: targets, Handoff: &lease}
+	if err := s.ingest(ctx, req); err != nil {
+		return nil, err
+	}
+	return req.Leased, nil
+}
+
+func (s *Store) ingest(ctx context.Context, req *store.IngestRequest) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
-	if ev.Key == "" {
+	if req.Event.Key == "" {
 		return errors.New("ingest event: empty key")
 	}
-	if err := s.batcher.Do(ctx, store.IngestRequest{Event: ev, Targets: targets}); err != nil {
-		return fmt.Errorf("ingest event %s: %w", ev.Key, err)
+	if err := s.batcher.Do(ctx, req); err != nil {
+		return fmt.Errorf("ingest event %s: %w", req.Event.Key, err)
 	}
 	return nil
 }
 
 // insertBatchSQL writes a whole batch in one statement: the events (skipping
-// keys already stored), their deliveries, and the "events were stored" mark.
-// It returns the keys it inserted; a key not returned was a duplicate.
+// keys already stored), their deliveries (leased where the input gives an
+// owner), and the "events were stored" mark. It returns one row per event it
+// inserted (key, with a NULL id) and one per delivery it leased (key, id,
+// target); a key not returned was a duplicate.
 //
 // Rows go in sorted by key, so two batches racing on overlapping keys take
 // their unique-index locks in the same order and cannot deadlock.
@@ -46,19 +68,24 @@ WITH input AS (
     ON CONFLICT (key) DO NOTHING
     RETURNING id, key, received_at
 ), dl AS (
-    INSERT INTO deliveries (event_id, target, status, next_attempt_at, created_at, updated_at)
-    SELECT ins.id, t.target, 'pending', ins.received_at, ins.received_at, ins.received_at
-    FROM ins JOIN unnest($8::text[], $9::text[]) WITH ORDINALITY AS t (key, target, ord) ON t.key = ins.key
+    INSERT INTO deliveries (event_id, target, status, next_attempt_at, created_at, updated_at, lease_owner, lease_until)
+    SELECT ins.id, t.target, 'pending', ins.received_at, ins.received_at, ins.received_at, t.owner, t.until
+    FROM ins JOIN unnest($8::text[], $9::text[], $10::text[], $11::timestamptz[])
+        WITH ORDINALITY AS t (key, target, owner, until, ord) ON t.key = ins.key
     ORDER BY ins.id, t.ord
+    RETURNING id, event_id, target, lease_owner IS NOT NULL AS leased
 ), seen AS (
     INSERT INTO store_meta (name) SELECT 'events_stored' WHERE EXISTS (SELECT 1 FROM ins)
     ON CONFLICT (name) DO NOTHING
 )
-SELECT key FROM ins`
+SELECT key, NULL::bigint, NULL::text FROM ins
+UNION ALL
+SELECT ins.key, dl.id, dl.target FROM dl JOIN ins ON ins.id = dl.event_id WHERE dl.leased`
 
 // commitBatch is the Batcher's CommitFunc: one transaction for the batch,
-// with a NOTIFY to the other instances when it inserted anything.
-func (s *Store) commitBatch(ctx context.Context, batch []store.IngestRequest) []error {
+// with a NOTIFY to the other instances when it left a delivery for claims.
+// It fills each handoff request's Leased.
+func (s *Store) commitBatch(ctx context.Context, batch []*store.IngestRequest) []error {
 	results := make([]error, len(batch))
 	now := s.now()
 
@@ -67,6 +94,7 @@ func (s *Store) commitBatch(ctx context.Context, batch []store.IngestRequest) []
 	first := make(map[event.Key]int, len(batch))
 	order := make([]int, 0, len(batch))
 	for i, r := range batch {
+		r.Leased = r.Leased[:0]
 		if _, dup := first[r.Event.Key]; dup {
 			results[i] = store.ErrDuplicate
 			continue
@@ -82,9 +110,15 @@ func (s *Store) commitBatch(ctx context.Context, batch []store.IngestRequest) []
 		bodies                               = make([][]byte, n)
 		received                             = make([]time.Time, n)
 		dKeys, dTargets                      []string
+		dOwners                              []*string
+		dUntils                              []*time.Time
 	)
+	// claimable: the request leaves a delivery (or, with no targets, an
+	// event) that the claimers should hear of.
+	claimable := make([]bool, len(batch))
 	for j, i := range order {
-		ev := batch[i].Event
+		r := batch[i]
+		ev := r.Event
 		keys[j], kinds[j], sources[j] = string(ev.Key), string(ev.Kind), string(ev.Source)
 		msgIDs[j], states[j] = ev.MsgID, ev.State
 		bodies[j] = ev.Body
@@ -95,40 +129,71 @@ func (s *Store) commitBatch(ctx context.Context, batch []store.IngestRequest) []
 		if received[j].IsZero() {
 			received[j] = now
 		}
-		seen := make(map[string]bool, len(batch[i].Targets))
-		for _, t := range batch[i].Targets {
+		claimable[i] = len(r.Targets) == 0
+		seen := make(map[string]bool, len(r.Targets))
+		for _, t := range r.Targets {
 			if t == "" || seen[t] {
 				continue
 			}
 			seen[t] = true
 			dKeys = append(dKeys, keys[j])
 			dTargets = append(dTargets, t)
+			if r.Handoff != nil && slices.Contains(r.Handoff.Targets, t) {
+				dOwners = append(dOwners, &r.Handoff.Owner)
+				dUntils = append(dUntils, &r.Handoff.Until)
+			} else {
+				dOwners = append(dOwners, nil)
+				dUntils = append(dUntils, nil)
+				claimable[i] = true
+			}
 		}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.opts.CommitTimeout)
 	defer cancel()
-	inserted := make(map[string]bool, n)
+	var (
+		inserted map[string]bool
+		leased   map[string]map[string]int64 // key -> target -> delivery id
+		notify   bool
+	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		inserted, leased, notify = make(map[string]bool, n), map[string]map[string]int64{}, false
 		rows, err := tx.Query(ctx, insertBatchSQL,
-			keys, kinds, sources, msgIDs, states, bodies, received, dKeys, dTargets)
+			keys, kinds, sources, msgIDs, states, bodies, received, dKeys, dTargets, dOwners, dUntils)
 		if err != nil {
 			return err
 		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, k := range got {
-			inserted[k] = true
-		}
-		if len(got) == 0 {
+		var (
+			key    string
+			id     *int64
+			target *string
+		)
+		_, err = pgx.ForEachRow(rows, []any{&key, &id, &target}, func() error {
+			if id == nil {
+				inserted[key] = true
+				notify = notify || claimable[first[event.Key(key)]]
+				return nil
+			}
+			if leased[key] == nil {
+				leased[key] = map[string]int64{}
+			}
+			leased[key][*target] = *id
 			return nil
+		})
+		if err != nil || len(inserted) == 0 {
+			return err
 		}
 		// The 200 promises durability whatever the server's default: force a
 		// synchronous commit for this transaction. The notification reaches
-		// listeners only when it commits.
-		_, err = tx.Exec(ctx, "SELECT set_config('synchronous_commit', 'on', true), pg_notify($1, '')", s.channel)
+		// listeners only when it commits, and only a delivery left for the
+		// claimers is worth waking them for.
+		q := "SELECT set_config('synchronous_commit', 'on', true)"
+		args := []any{}
+		if notify {
+			q += ", pg_notify($1, '')"
+			args = append(args, s.channel)
+		}
+		_, err = tx.Exec(ctx, q, args...)
 		return err
 	})
 	if err != nil {
@@ -138,12 +203,32 @@ func (s *Store) commitBatch(ctx context.Context, batch []store.IngestRequest) []
 		}
 		return results
 	}
-	for _, i := range order {
-		if !inserted[string(batch[i].Event.Key)] {
+	for j, i := range order {
+		r := batch[i]
+		if !inserted[keys[j]] {
 			results[i] = store.ErrDuplicate
+			continue
+		}
+		if r.Handoff == nil {
+			continue
+		}
+		// In the order of Targets, as the caller asked.
+		for _, t := range r.Targets {
+			id, ok := leased[keys[j]][t]
+			if !ok {
+				continue
+			}
+			// A target listed twice is one delivery.
+			delete(leased[keys[j]], t)
+			// The time as stored: PostgreSQL keeps microseconds.
+			at := received[j].Truncate(time.Microsecond).UTC()
+			r.Leased = append(r.Leased, event.Delivery{
+				ID: id, Target: t, EventKey: r.Event.Key, Kind: r.Event.Kind, Source: r.Event.Source,
+				Body: bodies[j], Status: event.StatusPending, NextAttemptAt: at, CreatedAt: at, UpdatedAt: at,
+			})
 		}
 	}
-	if len(inserted) > 0 {
+	if notify {
 		s.wakeAll()
 	}
 	return results

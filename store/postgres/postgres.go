@@ -109,7 +109,7 @@ type Store struct {
 	schema  string
 	channel string // NOTIFY channel of this schema
 
-	batcher  *store.Batcher[store.IngestRequest]
+	batcher  *store.Batcher[*store.IngestRequest]
 	recorder *store.Batcher[recordRequest]
 	signal   *store.Signal
 	closed   atomic.Bool
@@ -141,7 +141,10 @@ type Store struct {
 	closeMu  sync.Mutex
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store           = (*Store)(nil)
+	_ store.HandoffIngester = (*Store)(nil)
+)
 
 // Open connects, applies pending migrations (serialised across instances by
 // an advisory lock) and starts the wake listener. The schema named first in
