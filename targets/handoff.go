@@ -59,11 +59,20 @@ func (d *Dispatcher) Reserve(targets []string) *Reservation {
 func (r *Reservation) Lease() store.HandoffLease { return r.lease }
 
 // Start attempts each leased delivery on its target's reserved worker; a
-// reserved worker whose target has no delivery among ds is given back.
+// reserved worker whose target has no delivery among ds, or whose lease has
+// too little time left for an attempt, is given back.
 func (r *Reservation) Start(ds []event.Delivery) {
 	for _, p := range r.pools {
 		i := slices.IndexFunc(ds, func(d event.Delivery) bool { return d.Target == p.target.Name })
 		if i < 0 {
+			r.free(p)
+			continue
+		}
+		// The ingest's commit took so long that the lease would end
+		// before the attempt could time out: another instance could claim
+		// the delivery meanwhile and send it too. Leave it to the claims
+		// once the lease ends.
+		if r.lease.Until.Sub(p.d.now()) < p.target.Timeout {
 			r.free(p)
 			continue
 		}
@@ -78,7 +87,7 @@ func (r *Reservation) Start(ds []event.Delivery) {
 // Cancel gives every reserved worker back: the ingest failed or was a
 // duplicate, so there is nothing to attempt. Deliveries an ingest leased
 // although its caller saw an error (the commit outlived the caller's
-// context) are claimed again when their lease ends.
+// context) are the store's to give back to the claimers.
 func (r *Reservation) Cancel() {
 	for _, p := range r.pools {
 		r.free(p)

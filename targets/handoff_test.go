@@ -586,6 +586,47 @@ func TestReservationStartGivesBackWorkersWithoutADelivery(t *testing.T) {
 	require.Zero(t, st.timesClaimed(ds[0].ID))
 }
 
+// A handoff whose ingest commit outlasted most of the lease is not
+// attempted: another instance could claim the delivery before the attempt
+// ends. The worker goes back at once, and the delivery to the claims.
+func TestReservationStartSkipsALeaseAboutToEnd(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	recA := newRecorder(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		select { // hang: an attempt would hold the only worker
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	var elapsed atomic.Int64 // what the test's clock has moved on
+	base := time.Now()
+	st := newSQLiteSpy(t)
+	h := newDispatcherOver(t, st, Options{
+		Targets:  []Target{testTarget("a", recA.URL)},
+		Owner:    "relay-1",
+		Workers:  1,
+		IdlePoll: time.Hour,
+		Now:      func() time.Time { return base.Add(time.Duration(elapsed.Load())) },
+	})
+	runDispatcher(t, h.d)
+	waitKeepingUp(t, h.d, "a")
+
+	r := reserve(t, h.d, "a")
+	require.NotNil(t, r)
+	lease := r.Lease()
+	ds, err := st.IngestHandoff(context.Background(), msgEvent("3"), []string{"a"}, lease)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	// The commit took all but a second of the lease; a's timeout is 5 s.
+	elapsed.Store(int64(lease.Until.Sub(base) - time.Second))
+	r.Start(ds)
+
+	again := reserve(t, h.d, "a")
+	require.NotNil(t, again, "the only worker is free at once: nothing was attempted")
+	again.Cancel()
+	require.Zero(t, recA.calls.Load())
+}
+
 func TestReservationHeldByAHangingAttempt(t *testing.T) {
 	entered := make(chan struct{}, 1)
 	release := make(chan struct{})

@@ -49,6 +49,7 @@ type options struct {
 	workdir   string
 	keep      bool
 	lru       int
+	pgDSN     string
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "wamm-relay binary; empty builds ./cmd/wamm-relay")
 	flag.StringVar(&o.workdir, "workdir", "", "directory for config, database and log; empty uses a temporary one")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&o.pgDSN, "pg-dsn", "", "run on PostgreSQL: a DSN whose search_path names an existing, empty schema; empty runs on SQLite")
 	flag.IntVar(&o.lru, "lru", 20000, "[dedup] lru_size; small enough that the cache is full early and memory should then stay flat")
 	flag.Parse()
 
@@ -211,7 +213,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		return false, err
 	}
 	cfgPath := filepath.Join(workdir, "soak.toml")
-	if err := os.WriteFile(cfgPath, []byte(configTOML(port, workdir, o.lru, targets)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(configTOML(port, workdir, o.lru, o.pgDSN, targets)), 0o600); err != nil {
 		return false, fmt.Errorf("write config: %w", err)
 	}
 	logPath := filepath.Join(workdir, "relay.log")
@@ -391,7 +393,11 @@ func printSample(label string, s sample) {
 		s.at.Round(time.Second), label, mib(s.rssBytes), mib(s.heapInuse), s.goroutines, s.openFDs, s.pending, s.dead)
 }
 
-func configTOML(port int, workdir string, lru int, targets []*targetServer) string {
+func configTOML(port int, workdir string, lru int, pgDSN string, targets []*targetServer) string {
+	driver, dsn := "sqlite", filepath.Join(workdir, "relay.db")
+	if pgDSN != "" {
+		driver, dsn = "postgres", pgDSN
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `[server]
 listen = "127.0.0.1:%d"
@@ -406,7 +412,7 @@ enabled = false
 lru_size = %d
 
 [store]
-driver = "sqlite"
+driver = %q
 dsn = %q
 
 [delivery]
@@ -419,7 +425,7 @@ backoff_max = "5s"
 [log]
 level = "warn"
 format = "json"
-`, port, webhookSecret, adminToken, lru, filepath.Join(workdir, "relay.db"), targetTimeout.String())
+`, port, webhookSecret, adminToken, lru, driver, dsn, targetTimeout.String())
 	for _, t := range targets {
 		fmt.Fprintf(&b, "\n[[targets]]\nname = %q\nurl = %q\n", t.name, t.url)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,38 +15,59 @@ import (
 	"github.com/wamm-relay/wamm-relay/store"
 )
 
+// ingestOp is one Ingest or IngestHandoff waiting for a group commit. For a
+// handoff, state settles who owns its leased deliveries when the caller's
+// context ends while the commit is under way: the caller, if the commit
+// marked it taken first; otherwise nobody is going to attempt them, and the
+// committer gives them back to the claimers.
+type ingestOp struct {
+	req   *store.IngestRequest
+	state atomic.Int32
+}
+
+const (
+	opPending int32 = iota
+	opTaken
+	opAbandoned
+)
+
 // Ingest stores ev and one pending delivery per distinct target in one
 // transaction, through the group commit. The deliveries are created and due
 // at ev.ReceivedAt (now when zero), so claims follow arrival order across
 // instances rather than commit order.
 func (s *Store) Ingest(ctx context.Context, ev event.Event, targets []string) error {
-	return s.ingest(ctx, &store.IngestRequest{Event: ev, Targets: targets})
+	return s.ingest(ctx, &ingestOp{req: &store.IngestRequest{Event: ev, Targets: targets}})
 }
 
 // IngestHandoff is Ingest that also leases the deliveries of lease.Targets
 // to lease.Owner until lease.Until in the same transaction, and returns them
 // ready to attempt (see store.HandoffIngester). If the caller gives up while
-// the commit is under way, what it leased is claimable once the lease ends.
+// the commit is under way, the deliveries it leased are released for the
+// claimers as soon as the commit ends.
 func (s *Store) IngestHandoff(ctx context.Context, ev event.Event, targets []string, lease store.HandoffLease) ([]event.Delivery, error) {
 	if lease.Owner == "" {
 		return nil, errors.New("ingest event: lease owner is empty")
 	}
-	req := &store.IngestRequest{Event: ev, Targets: targets, Handoff: &lease}
-	if err := s.ingest(ctx, req); err != nil {
-		return nil, err
+	op := &ingestOp{req: &store.IngestRequest{Event: ev, Targets: targets, Handoff: &lease}}
+	if err := s.ingest(ctx, op); err != nil {
+		if ctx.Err() == nil || op.state.CompareAndSwap(opPending, opAbandoned) {
+			return nil, err
+		}
+		// The commit landed and leased before the caller's deadline won the
+		// race for the answer: the deliveries are the caller's to attempt.
 	}
-	return req.Leased, nil
+	return op.req.Leased, nil
 }
 
-func (s *Store) ingest(ctx context.Context, req *store.IngestRequest) error {
+func (s *Store) ingest(ctx context.Context, op *ingestOp) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
-	if req.Event.Key == "" {
+	if op.req.Event.Key == "" {
 		return errors.New("ingest event: empty key")
 	}
-	if err := s.batcher.Do(ctx, req); err != nil {
-		return fmt.Errorf("ingest event %s: %w", req.Event.Key, err)
+	if err := s.batcher.Do(ctx, op); err != nil {
+		return fmt.Errorf("ingest event %s: %w", op.req.Event.Key, err)
 	}
 	return nil
 }
@@ -84,8 +106,13 @@ SELECT ins.key, dl.id, dl.target FROM dl JOIN ins ON ins.id = dl.event_id WHERE 
 
 // commitBatch is the Batcher's CommitFunc: one transaction for the batch,
 // with a NOTIFY to the other instances when it left a delivery for claims.
-// It fills each handoff request's Leased.
-func (s *Store) commitBatch(ctx context.Context, batch []*store.IngestRequest) []error {
+// It fills each handoff request's Leased, or releases those leases when the
+// caller gave up meanwhile.
+func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
+	batch := make([]*store.IngestRequest, len(ops))
+	for i, op := range ops {
+		batch[i] = op.req
+	}
 	results := make([]error, len(batch))
 	now := s.now()
 
@@ -155,6 +182,9 @@ func (s *Store) commitBatch(ctx context.Context, batch []*store.IngestRequest) [
 		inserted map[string]bool
 		leased   map[string]map[string]int64 // key -> target -> delivery id
 		notify   bool
+		// The leases of handoffs whose callers gave up during the commit.
+		abandonedIDs    []int64
+		abandonedOwners []string
 	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		inserted, leased, notify = make(map[string]bool, n), map[string]map[string]int64{}, false
@@ -227,9 +257,42 @@ func (s *Store) commitBatch(ctx context.Context, batch []*store.IngestRequest) [
 				Body: bodies[j], Status: event.StatusPending, NextAttemptAt: at, CreatedAt: at, UpdatedAt: at,
 			})
 		}
+		if len(r.Leased) > 0 && !ops[i].state.CompareAndSwap(opPending, opTaken) {
+			for _, d := range r.Leased {
+				abandonedIDs = append(abandonedIDs, d.ID)
+				abandonedOwners = append(abandonedOwners, r.Handoff.Owner)
+			}
+			r.Leased = nil
+		}
+	}
+	if len(abandonedIDs) > 0 && s.releaseAbandoned(ctx, abandonedIDs, abandonedOwners) {
+		notify = true
 	}
 	if notify {
 		s.wakeAll()
 	}
 	return results
+}
+
+// releaseAbandonedSQL clears the leases of handed-off deliveries whose
+// caller gave up, and tells every instance they are claimable.
+const releaseAbandonedSQL = `
+WITH released AS (
+    UPDATE deliveries d SET lease_owner = NULL, lease_until = NULL
+    FROM unnest($1::bigint[], $2::text[]) AS r (id, owner)
+    WHERE d.id = r.id AND d.lease_owner = r.owner
+    RETURNING d.id
+)
+SELECT pg_notify($3, '') FROM (SELECT 1 FROM released LIMIT 1) AS any_released`
+
+// releaseAbandoned gives the deliveries of abandoned handoffs back to the
+// claimers and reports whether it did; if it cannot, they are claimable
+// once their lease ends.
+func (s *Store) releaseAbandoned(ctx context.Context, ids []int64, owners []string) bool {
+	if _, err := s.pool.Exec(ctx, releaseAbandonedSQL, ids, owners, s.channel); err != nil {
+		s.log.WithError(err).WithField("deliveries", len(ids)).
+			Warn("release deliveries of an abandoned handoff; they are claimable when their lease ends")
+		return false
+	}
+	return true
 }

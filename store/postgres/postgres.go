@@ -109,7 +109,7 @@ type Store struct {
 	schema  string
 	channel string // NOTIFY channel of this schema
 
-	batcher  *store.Batcher[*store.IngestRequest]
+	batcher  *store.Batcher[*ingestOp]
 	recorder *store.Batcher[recordRequest]
 	signal   *store.Signal
 	closed   atomic.Bool
