@@ -78,6 +78,18 @@ func (f *fakeAdmin) TargetStats(ctx context.Context) ([]store.TargetStats, error
 	return f.stats(ctx)
 }
 
+// QueueStats is TargetStats without what the real stores leave out of it.
+func (f *fakeAdmin) QueueStats(ctx context.Context) ([]store.TargetStats, error) {
+	st, err := f.TargetStats(ctx)
+	out := make([]store.TargetStats, 0, len(st))
+	for _, s := range st {
+		if s.Pending > 0 || s.Dead > 0 {
+			out = append(out, store.TargetStats{Target: s.Target, Pending: s.Pending, Dead: s.Dead, OldestPending: s.OldestPending})
+		}
+	}
+	return out, err
+}
+
 // syncBuffer is a log sink safe to read while the server writes.
 type syncBuffer struct {
 	mu  sync.Mutex

@@ -49,9 +49,11 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	return nil
 }
 
-// StatsSource reads per-target delivery counts; store backends satisfy it.
+// StatsSource reads per-target pending and dead counts without reading the
+// delivered deliveries (store.Store's QueueStats); store backends satisfy
+// it.
 type StatsSource interface {
-	TargetStats(ctx context.Context) ([]store.TargetStats, error)
+	QueueStats(ctx context.Context) ([]store.TargetStats, error)
 }
 
 // StatsCollector exports the store's per-target delivery counts on every
@@ -105,7 +107,7 @@ func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	stats, err := c.src.TargetStats(ctx)
+	stats, err := c.src.QueueStats(ctx)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return

@@ -51,6 +51,7 @@ type Admin interface {
 	List(ctx context.Context, f store.ListFilter) ([]event.Delivery, error)
 	Replay(ctx context.Context, r store.ReplayRequest) (int, error)
 	TargetStats(ctx context.Context) ([]store.TargetStats, error)
+	StatsSource
 }
 
 // Options configures a Server. Zero durations and sizes take the Default
@@ -82,7 +83,7 @@ type Options struct {
 	IngestTimeout time.Duration
 	// ReadyTimeout bounds one Ready call of /readyz.
 	ReadyTimeout time.Duration
-	// StatsTimeout bounds one TargetStats call of a /metrics scrape.
+	// StatsTimeout bounds one QueueStats call of a /metrics scrape.
 	StatsTimeout time.Duration
 
 	Ingester Ingester // required

@@ -53,6 +53,11 @@ type Store interface {
 	Replay(ctx context.Context, r ReplayRequest) (int, error)
 	// TargetStats returns counts per target that has any delivery.
 	TargetStats(ctx context.Context) ([]TargetStats, error)
+	// QueueStats is TargetStats cut down to what does not grow with the
+	// table: Pending, Dead and OldestPending of each target that has a
+	// pending or dead delivery, read from those deliveries alone (through
+	// indexes of them), so /metrics can ask on every scrape.
+	QueueStats(ctx context.Context) ([]TargetStats, error)
 
 	// KnownMessages reports, for each of msgIDs that the store knows,
 	// whether its msg event is stored and which states were relayed for it

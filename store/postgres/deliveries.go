@@ -342,3 +342,46 @@ func (s *Store) TargetStats(ctx context.Context) ([]store.TargetStats, error) {
 	}
 	return out, nil
 }
+
+// queueStatsSQL is written so that each half matches one partial index's
+// predicate exactly: the claim index for pending deliveries, the dead index
+// for dead ones.
+const queueStatsSQL = `
+SELECT target, count(*), min(created_at), 0 FROM deliveries WHERE status = 'pending' GROUP BY target
+UNION ALL
+SELECT target, 0, NULL, count(*) FROM deliveries WHERE status = 'dead' GROUP BY target`
+
+// QueueStats returns the pending and dead counts and the oldest pending
+// delivery of each target that has any, never reading delivered ones.
+func (s *Store) QueueStats(ctx context.Context) ([]store.TargetStats, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	rows, err := s.pool.Query(ctx, queueStatsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("count pending and dead deliveries: %w", err)
+	}
+	byTarget := map[string]*store.TargetStats{}
+	var (
+		target        string
+		pending, dead int64
+		oldest        *time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&target, &pending, &oldest, &dead}, func() error {
+		st := byTarget[target]
+		if st == nil {
+			st = &store.TargetStats{Target: target}
+			byTarget[target] = st
+		}
+		st.Pending += int(pending)
+		st.Dead += int(dead)
+		if oldest != nil {
+			st.OldestPending = oldest.UTC()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count pending and dead deliveries: %w", err)
+	}
+	return store.SortedStats(byTarget), nil
+}

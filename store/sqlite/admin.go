@@ -229,3 +229,66 @@ func readTargetStats(ctx context.Context, tx *sql.Tx) ([]store.TargetStats, erro
 	}
 	return out, nil
 }
+
+// QueueStats returns the pending and dead counts and the oldest pending
+// delivery of each target that has any, in one consistent snapshot. The
+// pending deliveries are read through the claim index, the dead ones
+// through deliveries_dead: never the delivered ones.
+func (s *Store) QueueStats(ctx context.Context) ([]store.TargetStats, error) {
+	if err := s.open("read queue stats"); err != nil {
+		return nil, err
+	}
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, s.fail("read queue stats", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	out, err := readQueueStats(ctx, tx)
+	if err != nil {
+		return nil, s.fail("read queue stats", err)
+	}
+	return out, nil
+}
+
+// queueStatsSQL names the partial index of each half: left to itself,
+// SQLite counts dead deliveries by scanning deliveries_target, which holds
+// every delivery, for its order by target.
+const queueStatsSQL = `
+SELECT target, COUNT(*), MIN(created_at), 0 FROM deliveries INDEXED BY deliveries_claim
+WHERE status = 'pending' GROUP BY target
+UNION ALL
+SELECT target, 0, NULL, COUNT(*) FROM deliveries INDEXED BY deliveries_dead
+WHERE status = 'dead' GROUP BY target`
+
+func readQueueStats(ctx context.Context, tx *sql.Tx) ([]store.TargetStats, error) {
+	rows, err := tx.QueryContext(ctx, queueStatsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("count pending and dead deliveries: %w", err)
+	}
+	defer rows.Close()
+	byTarget := map[string]*store.TargetStats{}
+	for rows.Next() {
+		var (
+			target        string
+			pending, dead int
+			oldest        sql.NullInt64
+		)
+		if err := rows.Scan(&target, &pending, &oldest, &dead); err != nil {
+			return nil, fmt.Errorf("scan pending and dead counts: %w", err)
+		}
+		st := byTarget[target]
+		if st == nil {
+			st = &store.TargetStats{Target: target}
+			byTarget[target] = st
+		}
+		st.Pending += pending
+		st.Dead += dead
+		if oldest.Valid {
+			st.OldestPending = fromMS(oldest)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count pending and dead deliveries: %w", err)
+	}
+	return store.SortedStats(byTarget), nil
+}

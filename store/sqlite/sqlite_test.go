@@ -171,6 +171,28 @@ func TestClaimUsesIndex(t *testing.T) {
 	require.NotContains(t, plan, "TEMP B-TREE", "claim must not sort")
 }
 
+// QueueStats runs on every /metrics scrape: it must read the pending and
+// dead deliveries through their partial indexes, never the table.
+func TestQueueStatsUsesIndexes(t *testing.T) {
+	ctx := context.Background()
+	s := openAt(t, filepath.Join(t.TempDir(), "relay.db"))
+	t.Cleanup(func() { _ = s.Close() })
+	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+queueStatsSQL)
+	require.NoError(t, err)
+	defer rows.Close()
+	var plan string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+		plan += detail + "\n"
+	}
+	require.NoError(t, rows.Err())
+	require.Contains(t, plan, "deliveries_claim")
+	require.Contains(t, plan, "deliveries_dead")
+	require.NotContains(t, plan, "SCAN deliveries\n", "no scan of the whole table")
+}
+
 func BenchmarkIngest(b *testing.B) {
 	s := openAt(b, filepath.Join(b.TempDir(), "relay.db"))
 	b.Cleanup(func() { _ = s.Close() })

@@ -1147,6 +1147,35 @@ func testTargetStats(t *testing.T, open Harness) {
 		require.True(t, c.LastErrorAt.IsZero())
 	})
 
+	t.Run("QueueStats: the pending and dead part, without delivered-only targets", func(t *testing.T) {
+		s := newStore(t, open)
+		fixture(t, s)
+		ingest(t, s, rawEvent("c1", at(7*sec)), "c")
+		ingest(t, s, rawEvent("d1", at(8*sec)), "d")
+		d := claimOne(t, s, "d", "w", at(9*sec))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(10 * sec)})
+
+		q, err := s.QueueStats(ctx)
+		require.NoError(t, err)
+		require.Len(t, q, 3, "d has only a delivered delivery")
+		require.Equal(t, []string{"a", "b", "c"}, []string{q[0].Target, q[1].Target, q[2].Target})
+		for i, want := range []store.TargetStats{
+			{Target: "a", Pending: 2, Dead: 1, OldestPending: at(3 * sec)},
+			{Target: "b", Dead: 1},
+			{Target: "c", Pending: 1, OldestPending: at(7 * sec)},
+		} {
+			got := q[i]
+			require.Equal(t, want.Pending, got.Pending, "%s pending", want.Target)
+			require.Equal(t, want.Dead, got.Dead, "%s dead", want.Target)
+			require.Zero(t, got.Delivered, "%s: QueueStats leaves delivered out", want.Target)
+			if want.OldestPending.IsZero() {
+				require.True(t, got.OldestPending.IsZero(), "%s has nothing pending", want.Target)
+			} else {
+				requireTime(t, want.OldestPending, got.OldestPending, want.Target+" OldestPending")
+			}
+		}
+	})
+
 	t.Run("oldest pending moves when it is delivered", func(t *testing.T) {
 		s := newStore(t, open)
 		ingest(t, s, rawEvent("k1", at(sec)), "a")
