@@ -26,17 +26,14 @@ import (
 // body is queued.
 func baselineMain(args []string) error {
 	fs := flag.NewFlagSet("baseline-server", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:0", "listen address")
-	sinks := fs.String("sinks", "", "comma-separated sink URLs")
-	workers := fs.Int("workers", 16, "forwarding workers (and connections) per sink")
-	queue := fs.Int("queue", 100000, "queued webhooks per sink before the handler blocks")
-	backoffMax := fs.Duration("backoff-max", 5*time.Second, "cap of the retry wait after a failed POST")
+	var f forwarderFlags
+	f.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	urls := strings.Split(*sinks, ",")
-	if *sinks == "" || len(urls) == 0 {
-		return errors.New("baseline-server: --sinks is empty")
+	urls, err := f.sinkURLs()
+	if err != nil {
+		return fmt.Errorf("baseline-server: %w", err)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -45,18 +42,18 @@ func baselineMain(args []string) error {
 	queues := make([]chan []byte, len(urls))
 	var wg sync.WaitGroup
 	for i, u := range urls {
-		queues[i] = make(chan []byte, *queue)
+		queues[i] = make(chan []byte, f.queue)
 		client := &http.Client{
 			Timeout: 10 * time.Second,
 			Transport: &http.Transport{
 				DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				MaxIdleConns:        *workers,
-				MaxIdleConnsPerHost: *workers,
+				MaxIdleConns:        f.workers,
+				MaxIdleConnsPerHost: f.workers,
 				IdleConnTimeout:     90 * time.Second,
 			},
 		}
-		for range *workers {
-			wg.Go(func() { forward(ctx, client, u, queues[i], *backoffMax) })
+		for range f.workers {
+			wg.Go(func() { forward(ctx, client, u, queues[i], f.backoffMax) })
 		}
 	}
 
@@ -79,9 +76,9 @@ func baselineMain(args []string) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true,"duplicate":false}`))
 	})
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *listen, err)
+		return fmt.Errorf("listen on %s: %w", f.listen, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -128,4 +125,27 @@ func forward(ctx context.Context, client *http.Client, url string, q <-chan []by
 			wait = min(2*wait, backoffMax)
 		}
 	}
+}
+
+// forwarderFlags are the flags the baseline and the stack share: the sinks,
+// and the workers, queues and retry cap the relay gets too.
+type forwarderFlags struct {
+	listen, sinks  string
+	workers, queue int
+	backoffMax     time.Duration
+}
+
+func (f *forwarderFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "listen address")
+	fs.StringVar(&f.sinks, "sinks", "", "comma-separated sink URLs")
+	fs.IntVar(&f.workers, "workers", 16, "forwarding workers (and connections) per sink")
+	fs.IntVar(&f.queue, "queue", 100000, "queued webhooks per sink before the handler blocks")
+	fs.DurationVar(&f.backoffMax, "backoff-max", 5*time.Second, "cap of the retry wait after a failed POST")
+}
+
+func (f *forwarderFlags) sinkURLs() ([]string, error) {
+	if f.sinks == "" {
+		return nil, errors.New("--sinks is empty")
+	}
+	return strings.Split(f.sinks, ","), nil
 }

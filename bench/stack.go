@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,20 +43,17 @@ import (
 // parsing cost.
 func stackMain(args []string) error {
 	fs := flag.NewFlagSet("stack-server", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:0", "listen address")
-	sinks := fs.String("sinks", "", "comma-separated sink URLs")
-	workers := fs.Int("workers", 16, "forwarding workers (and connections) per sink")
-	queue := fs.Int("queue", 100000, "queued events per sink before the ingest blocks")
-	backoffMax := fs.Duration("backoff-max", 5*time.Second, "cap of the retry wait after a failed POST")
+	var f forwarderFlags
+	f.register(fs)
 	lruSize := fs.Int("lru-size", 100000, "dedup LRU size (the relay's default)")
 	clientKind := fs.String("client", "resty", "what POSTs to the sinks: resty (as the relay) or net/http (as the baseline)")
 	journalPath := fs.String("journal", "", "append every event to this file, fsynced before the answer")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	urls := strings.Split(*sinks, ",")
-	if *sinks == "" || len(urls) == 0 {
-		return errors.New("stack-server: --sinks is empty")
+	urls, err := f.sinkURLs()
+	if err != nil {
+		return fmt.Errorf("stack-server: %w", err)
 	}
 	if *clientKind != "resty" && *clientKind != "net/http" {
 		return fmt.Errorf("stack-server: --client %q: want resty or net/http", *clientKind)
@@ -85,17 +81,17 @@ func stackMain(args []string) error {
 	}
 	var wg sync.WaitGroup
 	for i, u := range urls {
-		q.queues[i] = make(chan event.Event, *queue)
+		q.queues[i] = make(chan event.Event, f.queue)
 		httpClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			MaxIdleConns: *workers, MaxIdleConnsPerHost: *workers, IdleConnTimeout: 90 * time.Second,
+			MaxIdleConns: f.workers, MaxIdleConnsPerHost: f.workers, IdleConnTimeout: 90 * time.Second,
 		}}
 		post := postNetHTTP(httpClient, u)
 		if *clientKind == "resty" {
 			post = postResty(resty.NewWithClient(httpClient).SetDoNotParseResponse(true).
 				SetHeader("User-Agent", stackUserAgent).SetHeader("Accept", "application/json"), u)
 		}
-		for range *workers {
-			wg.Go(func() { forwardEvents(ctx, post, q.queues[i], *backoffMax) })
+		for range f.workers {
+			wg.Go(func() { forwardEvents(ctx, post, q.queues[i], f.backoffMax) })
 		}
 	}
 	cache, err := dedup.New(dedup.Options{Size: *lruSize, Next: q, Registerer: reg})
@@ -103,7 +99,7 @@ func stackMain(args []string) error {
 		return err
 	}
 	srv, err := relay.New(relay.Options{
-		Listen: *listen, Ingester: cache, Gatherer: reg, Registerer: reg, Logger: log, MaxInFlight: 4096,
+		Listen: f.listen, Ingester: cache, Gatherer: reg, Registerer: reg, Logger: log, MaxInFlight: 4096,
 	})
 	if err != nil {
 		return err

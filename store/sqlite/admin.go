@@ -127,15 +127,22 @@ func (s *Store) TargetStats(ctx context.Context) ([]store.TargetStats, error) {
 	if err := s.open("read target stats"); err != nil {
 		return nil, err
 	}
+	return s.statsInSnapshot(ctx, "read target stats", readTargetStats)
+}
+
+// statsInSnapshot runs read in one read transaction, so that its queries
+// see one state of the store.
+func (s *Store) statsInSnapshot(ctx context.Context, what string,
+	read func(context.Context, *sql.Tx) ([]store.TargetStats, error),
+) ([]store.TargetStats, error) {
 	tx, err := s.r.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, s.fail("read target stats", err)
+		return nil, s.fail(what, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-
-	out, err := readTargetStats(ctx, tx)
+	out, err := read(ctx, tx)
 	if err != nil {
-		return nil, s.fail("read target stats", err)
+		return nil, s.fail(what, err)
 	}
 	return out, nil
 }
@@ -238,16 +245,7 @@ func (s *Store) QueueStats(ctx context.Context) ([]store.TargetStats, error) {
 	if err := s.open("read queue stats"); err != nil {
 		return nil, err
 	}
-	tx, err := s.r.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, s.fail("read queue stats", err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	out, err := readQueueStats(ctx, tx)
-	if err != nil {
-		return nil, s.fail("read queue stats", err)
-	}
-	return out, nil
+	return s.statsInSnapshot(ctx, "read queue stats", readQueueStats)
 }
 
 // queueStatsSQL names the partial index of each half: left to itself,

@@ -151,12 +151,19 @@ func TestPragmas(t *testing.T) {
 }
 
 func TestClaimUsesIndex(t *testing.T) {
-	ctx := context.Background()
 	s := openAt(t, filepath.Join(t.TempDir(), "relay.db"))
 	t.Cleanup(func() { _ = s.Close() })
 	// The statement Claim runs: it reads rows in order and stops at its
 	// limit, which is cheap only while no sort is needed.
-	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+fmt.Sprintf(claimDueSQL, sqlString("a")), 0, 0)
+	plan := queryPlan(t, s, fmt.Sprintf(claimDueSQL, sqlString("a")), 0, 0)
+	require.Contains(t, plan, "deliveries_claim")
+	require.NotContains(t, plan, "TEMP B-TREE", "claim must not sort")
+}
+
+// queryPlan returns SQLite's EXPLAIN QUERY PLAN of query, one step a line.
+func queryPlan(t *testing.T, s *Store, query string, args ...any) string {
+	t.Helper()
+	rows, err := s.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
 	require.NoError(t, err)
 	defer rows.Close()
 	var plan string
@@ -167,27 +174,15 @@ func TestClaimUsesIndex(t *testing.T) {
 		plan += detail + "\n"
 	}
 	require.NoError(t, rows.Err())
-	require.Contains(t, plan, "deliveries_claim")
-	require.NotContains(t, plan, "TEMP B-TREE", "claim must not sort")
+	return plan
 }
 
 // QueueStats runs on every /metrics scrape: it must read the pending and
 // dead deliveries through their partial indexes, never the table.
 func TestQueueStatsUsesIndexes(t *testing.T) {
-	ctx := context.Background()
 	s := openAt(t, filepath.Join(t.TempDir(), "relay.db"))
 	t.Cleanup(func() { _ = s.Close() })
-	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+queueStatsSQL)
-	require.NoError(t, err)
-	defer rows.Close()
-	var plan string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
-		plan += detail + "\n"
-	}
-	require.NoError(t, rows.Err())
+	plan := queryPlan(t, s, queueStatsSQL)
 	require.Contains(t, plan, "deliveries_claim")
 	require.Contains(t, plan, "deliveries_dead")
 	require.NotContains(t, plan, "SCAN deliveries\n", "no scan of the whole table")
