@@ -159,6 +159,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		AdminToken:        cfg.Server.AdminToken,
 		TrustedProxies:    cfg.Server.TrustedProxies,
 		ShutdownTimeout:   shutdown,
+		DrainDelay:        cfg.Server.DrainDelay.Duration,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.Duration,
 		ReadTimeout:       cfg.Server.ReadTimeout.Duration,
 		WriteTimeout:      cfg.Server.WriteTimeout.Duration,

@@ -37,6 +37,9 @@ type Server struct {
 	MaxHeaderBytes    int      `toml:"max_header_bytes"`
 	// MaxInFlight caps concurrent webhook requests; beyond it ingest answers 503.
 	MaxInFlight int `toml:"max_in_flight"`
+	// DrainDelay keeps the listener open, /readyz failing, this long after
+	// a stop signal, before the graceful stop begins.
+	DrainDelay Duration `toml:"drain_delay"`
 }
 
 // WAMM is the [wamm] table: the WAMM.chat API used by the reconciler. An empty

@@ -84,6 +84,7 @@ func TestDefaultMatchesInterfaceExample(t *testing.T) {
 	require.Empty(t, c.Server.AdminToken)
 	require.Empty(t, c.Server.TrustedProxies)
 	require.Equal(t, 15*time.Second, c.Server.ShutdownTimeout.Duration)
+	require.Zero(t, c.Server.DrainDelay.Duration)
 	require.Equal(t, 5*time.Second, c.Server.ReadHeaderTimeout.Duration)
 	require.Equal(t, 15*time.Second, c.Server.ReadTimeout.Duration)
 	require.Equal(t, 15*time.Second, c.Server.WriteTimeout.Duration)
@@ -137,6 +138,7 @@ func TestParseGood(t *testing.T) {
 			require.Equal(t, "127.0.0.1:9090", c.Server.Listen)
 			require.Equal(t, []string{"10.0.0.0/8", "192.168.1.1", "fd00::/8"}, c.Server.TrustedProxies)
 			require.Equal(t, 2*time.Minute, c.Server.IdleTimeout.Duration)
+			require.Equal(t, 5*time.Second, c.Server.DrainDelay.Duration)
 			require.False(t, c.Reconcile.Enabled)
 			require.True(t, c.Reconcile.BackfillOnStart)
 			require.Zero(t, c.Reconcile.Grace.Duration)
@@ -235,6 +237,7 @@ var badCases = []struct {
 	{"admin_token_short.toml", "server.admin_token", ErrInvalid},
 	{"trusted_proxy.toml", "server.trusted_proxies[1]", ErrInvalid},
 	{"shutdown_zero.toml", "server.shutdown_timeout", ErrOutOfRange},
+	{"drain_delay_negative.toml", "server.drain_delay", ErrOutOfRange},
 	{"max_in_flight_zero.toml", "server.max_in_flight", ErrOutOfRange},
 	{"wamm_api_url.toml", "wamm.api_url", ErrInvalid},
 	{"wamm_timeout_negative.toml", "wamm.timeout", ErrOutOfRange},

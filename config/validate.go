@@ -92,6 +92,10 @@ func (s *Server) validate(p *problems) {
 		p.add(fmt.Sprintf("server.trusted_proxies[%d]", i), tp, ErrInvalid, "must be a CIDR (10.0.0.0/8) or an IP address")
 	}
 	positive(p, "server.shutdown_timeout", s.ShutdownTimeout)
+	validDuration(p, "server.drain_delay", s.DrainDelay)
+	if s.DrainDelay.Duration < 0 {
+		p.add("server.drain_delay", s.DrainDelay.String(), ErrOutOfRange, "must not be negative")
+	}
 	positive(p, "server.read_header_timeout", s.ReadHeaderTimeout)
 	positive(p, "server.read_timeout", s.ReadTimeout)
 	positive(p, "server.write_timeout", s.WriteTimeout)

@@ -70,7 +70,11 @@ type Options struct {
 	// believed; empty trusts none and uses the socket address.
 	TrustedProxies []string
 
-	ShutdownTimeout   time.Duration
+	ShutdownTimeout time.Duration
+	// DrainDelay is how long Run keeps serving, with /readyz answering 503,
+	// after its context ends and before it closes the listener: time for
+	// a load balancer to see the instance leave. Zero closes it at once.
+	DrainDelay        time.Duration
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
@@ -174,7 +178,7 @@ func (o *Options) validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"ShutdownTimeout", o.ShutdownTimeout}, {"ReadHeaderTimeout", o.ReadHeaderTimeout},
+		{"ShutdownTimeout", o.ShutdownTimeout}, {"DrainDelay", o.DrainDelay}, {"ReadHeaderTimeout", o.ReadHeaderTimeout},
 		{"ReadTimeout", o.ReadTimeout}, {"WriteTimeout", o.WriteTimeout}, {"IdleTimeout", o.IdleTimeout},
 		{"IngestTimeout", o.IngestTimeout}, {"ReadyTimeout", o.ReadyTimeout}, {"StatsTimeout", o.StatsTimeout},
 	} {
@@ -322,8 +326,8 @@ func (s *Server) SetDraining() {
 }
 
 // Run serves until ctx ends (calling Listen if needed), then marks the
-// server draining and shuts it down, letting in-flight requests finish
-// within ShutdownTimeout. It returns nil on a clean drain.
+// server draining, keeps serving for DrainDelay, and shuts it down, letting
+// in-flight requests finish within ShutdownTimeout. It returns nil on a clean drain.
 func (s *Server) Run(ctx context.Context) error {
 	if _, err := s.Listen(); err != nil {
 		return err
@@ -348,6 +352,16 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	s.SetDraining()
+	if d := s.opts.DrainDelay; d > 0 {
+		s.log.WithField("drain_delay", d.String()).Info("draining: still serving until load balancers see /readyz fail")
+		timer := time.NewTimer(d)
+		select {
+		case <-timer.C:
+		case err := <-serveErr:
+			timer.Stop()
+			return fmt.Errorf("serve http: %w", err)
+		}
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
 	err := s.srv.Shutdown(shutdownCtx)

@@ -162,6 +162,37 @@ func TestRunDrainsInFlightRequestOnCancel(t *testing.T) {
 	require.Error(t, err, "the listener is closed after the drain")
 }
 
+// With a drain delay the listener stays open after the stop, so a load
+// balancer that has not yet seen /readyz fail still gets its webhooks taken.
+func TestRunKeepsServingForTheDrainDelay(t *testing.T) {
+	// Long enough for the checks below on a loaded machine; Run then ends.
+	const delay = 5 * time.Second
+	h := newHarness(t, func(o *relay.Options) { o.DrainDelay = delay })
+	base, cancel, runDone := startRun(t, h.srv)
+	cancel()
+
+	// Over the real listener: /readyz fails, and a webhook is still taken.
+	require.Eventually(t, func() bool {
+		return doRequest(t, base, http.MethodGet, "/readyz", nil, nil).status == http.StatusServiceUnavailable
+	}, 5*time.Second, 5*time.Millisecond)
+	resp := doRequest(t, base, http.MethodPost, "/webhook/"+testSecret, nil, strings.NewReader(msgBody))
+	require.Equal(t, 200, resp.status, "the listener is open during the drain delay")
+	require.JSONEq(t, `{"ok":true,"duplicate":false}`, resp.body)
+	select {
+	case err := <-runDone:
+		t.Fatalf("Run returned (%v) within its drain delay", err)
+	default:
+	}
+	select {
+	case err := <-runDone:
+		require.NoError(t, err)
+	case <-time.After(delay + 10*time.Second):
+		t.Fatal("Run did not end after its drain delay")
+	}
+	_, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	require.Error(t, err, "the listener is closed after the drain")
+}
+
 func TestRunReturnsErrorWhenDrainTimesOut(t *testing.T) {
 	h := newHarness(t, func(o *relay.Options) { o.ShutdownTimeout = 50 * time.Millisecond })
 	entered := make(chan struct{})
