@@ -56,11 +56,19 @@ func (f *fanoutIngester) ingest(ctx context.Context, ev event.Event, matched []s
 	if r == nil {
 		return f.store.Ingest(ctx, ev, matched)
 	}
+	// Exactly one of Start and Cancel must follow, even when the ingest
+	// panics: the dispatcher's drain waits for every reservation.
+	started := false
+	defer func() {
+		if !started {
+			r.Cancel()
+		}
+	}()
 	ds, err := hs.IngestHandoff(ctx, ev, matched, r.Lease())
 	if err != nil {
-		r.Cancel()
 		return err
 	}
+	started = true
 	r.Start(ds)
 	return nil
 }
