@@ -39,6 +39,43 @@ func StateKey(msgID, state string) Key {
 	return Key("state:" + msgID + ":" + escapeState(state))
 }
 
+// DefaultChannel names the channel of the single [wamm] table. Its keys carry
+// no channel prefix, so stores and targets of earlier versions see the same
+// keys as before.
+const DefaultChannel = "default"
+
+// ChannelKey scopes k to a channel: "<channel>:<k>" for a named channel, k
+// itself for the default one (or an empty name). msg_id uniqueness across
+// channels is not documented, so keys of different channels must not meet.
+func ChannelKey(channel string, k Key) Key {
+	if channel == "" || channel == DefaultChannel {
+		return k
+	}
+	return Key(channel + ":" + string(k))
+}
+
+// ChannelOf returns the channel a key was scoped to by ChannelKey. A key of
+// the default channel starts with one of the kind prefixes, which channel
+// names may not take.
+func ChannelOf(k Key) string {
+	s := string(k)
+	i := strings.IndexByte(s, ':')
+	if i < 0 {
+		return DefaultChannel
+	}
+	switch s[:i] {
+	case "msg", "state", "raw":
+		return DefaultChannel
+	}
+	return s[:i]
+}
+
+// ReservedChannelName reports whether name cannot be a named channel's: it
+// would read as a key's kind prefix.
+func ReservedChannelName(name string) bool {
+	return name == "msg" || name == "state" || name == "raw"
+}
+
 // RawKey is the key of an unrecognised event: "raw:<sha256 of body, hex>".
 func RawKey(body []byte) Key {
 	sum := sha256.Sum256(body)
@@ -72,6 +109,12 @@ type Event struct {
 	Key    Key
 	Kind   Kind
 	Source Source
+	// Channel is the WAMM channel the event belongs to; empty means
+	// DefaultChannel. Key is already scoped to it (ChannelKey).
+	Channel string
+	// Chat is the chat the event belongs to (msg_data.phone: the contact's
+	// phone, or the chat id on Telegram and MAX); empty when unknown.
+	Chat string
 	// MsgID is the normalised message id (decimal string) of msg and msg_state
 	// events; empty for raw events.
 	MsgID string
@@ -82,6 +125,16 @@ type Event struct {
 	// byte, or the webhook-shaped body the reconciler built.
 	Body       []byte
 	ReceivedAt time.Time
+}
+
+// ScopeTo puts e in channel: it sets Channel and scopes Key to it. Call it
+// once, on an event keyed for the default channel.
+func (e *Event) ScopeTo(channel string) {
+	if channel == "" {
+		channel = DefaultChannel
+	}
+	e.Channel = channel
+	e.Key = ChannelKey(channel, e.Key)
 }
 
 // Status is where a delivery stands.

@@ -74,7 +74,7 @@ func (s *memStore) HasEvents(context.Context) (bool, error) {
 	return len(s.events) > 0, nil
 }
 
-func (s *memStore) KnownMessages(_ context.Context, ids []string) (map[string]store.KnownMessage, error) {
+func (s *memStore) KnownMessages(_ context.Context, _ string, ids []string) (map[string]store.KnownMessage, error) {
 	if s.knownErr != nil {
 		if err := s.knownErr(); err != nil {
 			return nil, err

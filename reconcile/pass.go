@@ -99,7 +99,7 @@ func (r *Reconciler) promote(ctx context.Context, due []*candidate, now time.Tim
 	for _, c := range due {
 		ids = append(ids, c.msg.MsgID)
 	}
-	known, err := r.opts.Store.KnownMessages(ctx, distinct(ids))
+	known, err := r.opts.Store.KnownMessages(ctx, r.opts.Channel, distinct(ids))
 	if err != nil {
 		return storeError("look up known messages", err)
 	}
@@ -162,7 +162,7 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	}
 	known := map[string]store.KnownMessage{}
 	if ids = distinct(ids); len(ids) > 0 {
-		if known, err = r.opts.Store.KnownMessages(ctx, ids); err != nil {
+		if known, err = r.opts.Store.KnownMessages(ctx, r.opts.Channel, ids); err != nil {
 			return storeError("look up known messages", err)
 		}
 		if known == nil {
@@ -185,7 +185,7 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 			for _, m := range recovered {
 				ids = append(ids, m.MsgID)
 			}
-			more, err := r.opts.Store.KnownMessages(ctx, ids)
+			more, err := r.opts.Store.KnownMessages(ctx, r.opts.Channel, ids)
 			if err != nil {
 				return storeError("look up known messages", err)
 			}
@@ -440,6 +440,7 @@ func (r *Reconciler) ingestWave(ctx context.Context, wave []*candidate, now time
 		} else {
 			results[i].ev = wamm.StateEvent(c.msg, now)
 		}
+		results[i].ev.ScopeTo(r.opts.Channel)
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {

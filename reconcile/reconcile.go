@@ -55,7 +55,7 @@ type Poller interface {
 
 // Store is the part of the outbox the reconciler reads.
 type Store interface {
-	KnownMessages(ctx context.Context, msgIDs []string) (map[string]store.KnownMessage, error)
+	KnownMessages(ctx context.Context, channel string, msgIDs []string) (map[string]store.KnownMessage, error)
 	HasEvents(ctx context.Context) (bool, error)
 	HoldLeader(ctx context.Context, name string) (bool, error)
 }
@@ -68,6 +68,10 @@ type Ingester interface {
 
 // Options configure a Reconciler.
 type Options struct {
+	// Channel names the WAMM channel polled: its events are scoped to it,
+	// its leader lock, baseline and metrics label are its own. "" means
+	// event.DefaultChannel.
+	Channel string
 	// Poller reads the WAMM API. Required.
 	Poller Poller
 	// Store answers which messages are known and holds the leader lock. Required.
@@ -156,6 +160,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Channel == "" {
+		o.Channel = event.DefaultChannel
 	}
 }
 

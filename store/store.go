@@ -59,10 +59,11 @@ type Store interface {
 	// indexes of them), so /metrics can ask on every scrape.
 	QueueStats(ctx context.Context) ([]TargetStats, error)
 
-	// KnownMessages reports, for each of msgIDs that the store knows,
-	// whether its msg event is stored and which states were relayed for it
-	// (the msg event's own state and every msg_state event's state).
-	KnownMessages(ctx context.Context, msgIDs []string) (map[string]KnownMessage, error)
+	// KnownMessages reports, for each of msgIDs that the store knows in
+	// channel ("" is event.DefaultChannel), whether its msg event is stored
+	// and which states were relayed for it (the msg event's own state and
+	// every msg_state event's state).
+	KnownMessages(ctx context.Context, channel string, msgIDs []string) (map[string]KnownMessage, error)
 	// HasEvents reports whether any event was ever stored.
 	HasEvents(ctx context.Context) (bool, error)
 	// HoldLeader tries to take or keep the named leader lock for this store
@@ -70,6 +71,9 @@ type Store interface {
 	// always held; on a shared one exactly one instance holds it at a time,
 	// and a dead holder's lock passes on.
 	HoldLeader(ctx context.Context, name string) (bool, error)
+
+	// ReconcileStore holds what the reconciler must keep across restarts.
+	ReconcileStore
 
 	// Prune deletes events received before `before` whose deliveries are all
 	// delivered or dead (and those deliveries), so their keys stop counting

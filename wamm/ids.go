@@ -8,6 +8,10 @@ const MaxMsgIDDigits = 40
 // MaxStateLen bounds a usable msg_state state in bytes, for the same reason.
 const MaxStateLen = 128
 
+// MaxChatLen bounds the chat (msg_data.phone) kept on an event; a longer one
+// is not a phone or a chat id and is left out.
+const MaxChatLen = 256
+
 // NormalizeMsgID returns the canonical form of a message id given as text:
 // ASCII digits only, leading zeros dropped. It reports false for anything
 // that is not a positive integer of at most MaxMsgIDDigits digits: an empty

@@ -49,7 +49,7 @@ func ParseWebhook(body []byte, receivedAt time.Time) (event.Event, error) {
 		ReceivedAt: receivedAt,
 	}
 	if !classify(body, &ev) {
-		ev.Kind, ev.MsgID, ev.State = event.KindRaw, "", ""
+		ev.Kind, ev.MsgID, ev.State, ev.Chat = event.KindRaw, "", "", ""
 		ev.Key = event.RawKey(body)
 	}
 	return ev, nil
@@ -77,7 +77,7 @@ func classify(body []byte, ev *event.Event) bool {
 		return false
 	}
 
-	var rawID, rawState []byte
+	var rawID, rawState, rawPhone []byte
 	var ids, states int
 	eachMember(data, func(m member) bool {
 		switch {
@@ -85,6 +85,8 @@ func classify(body []byte, ev *event.Event) bool {
 			rawID, ids = m.value, ids+1
 		case m.keyIs("state"):
 			rawState, states = m.value, states+1
+		case m.keyIs("phone"):
+			rawPhone = m.value
 		}
 		return true
 	})
@@ -101,6 +103,11 @@ func classify(body []byte, ev *event.Event) bool {
 	}
 
 	ev.MsgID = id
+	// The chat is informational (search, gap records), never identity, so a
+	// phone that is not a string is simply left out.
+	if phone, ok := jsonString(rawPhone); ok && len(phone) <= MaxChatLen {
+		ev.Chat = phone
+	}
 	if kind == string(event.KindMsg) {
 		ev.Kind, ev.Key = event.KindMsg, event.MsgKey(id)
 		if stateOK {
@@ -170,11 +177,12 @@ func MessageEvent(m Message, receivedAt time.Time) event.Event {
 		Source:     event.SourceReconcile,
 		MsgID:      id,
 		State:      m.State,
+		Chat:       chatOf(m),
 		Body:       b.Bytes(),
 		ReceivedAt: receivedAt,
 	}
 	if !idOK {
-		ev.Kind, ev.MsgID, ev.State = event.KindRaw, "", ""
+		ev.Kind, ev.MsgID, ev.State, ev.Chat = event.KindRaw, "", "", ""
 		ev.Key = event.RawKey(ev.Body)
 		return ev
 	}
@@ -212,16 +220,25 @@ func StateEvent(m Message, receivedAt time.Time) event.Event {
 		Source:     event.SourceReconcile,
 		MsgID:      id,
 		State:      m.State,
+		Chat:       chatOf(m),
 		Body:       b.Bytes(),
 		ReceivedAt: receivedAt,
 	}
 	if !idOK || m.State == "" || len(m.State) > MaxStateLen {
-		ev.Kind, ev.MsgID, ev.State = event.KindRaw, "", ""
+		ev.Kind, ev.MsgID, ev.State, ev.Chat = event.KindRaw, "", "", ""
 		ev.Key = event.RawKey(ev.Body)
 		return ev
 	}
 	ev.Key = event.StateKey(id, m.State)
 	return ev
+}
+
+// chatOf is m's chat as ParseWebhook would read it from the rebuilt body.
+func chatOf(m Message) string {
+	if len(m.Phone) > MaxChatLen {
+		return ""
+	}
+	return m.Phone
 }
 
 func writeID(b *bytes.Buffer, id string, ok bool) {

@@ -14,8 +14,8 @@ import (
 const pruneChunk = 1000
 
 // KnownMessages reports what is stored for each of msgIDs that has a msg or
-// msg_state event. States are in the order they were stored, each once.
-func (s *Store) KnownMessages(ctx context.Context, msgIDs []string) (map[string]store.KnownMessage, error) {
+// msg_state event in channel. States are in the order they were stored, each once.
+func (s *Store) KnownMessages(ctx context.Context, channel string, msgIDs []string) (map[string]store.KnownMessage, error) {
 	if s.closed.Load() {
 		return nil, store.ErrClosed
 	}
@@ -25,8 +25,8 @@ func (s *Store) KnownMessages(ctx context.Context, msgIDs []string) (map[string]
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT msg_id, kind, state FROM events
-		WHERE msg_id = ANY($1) AND msg_id <> '' AND kind IN ('msg', 'msg_state')
-		ORDER BY id`, msgIDs)
+		WHERE msg_id = ANY($1) AND msg_id <> '' AND kind IN ('msg', 'msg_state') AND channel = $2
+		ORDER BY id`, msgIDs, channelName(channel))
 	if err != nil {
 		return nil, fmt.Errorf("look up known messages: %w", err)
 	}
@@ -49,6 +49,14 @@ func (s *Store) KnownMessages(ctx context.Context, msgIDs []string) (map[string]
 		return nil, fmt.Errorf("look up known messages: %w", err)
 	}
 	return out, nil
+}
+
+// channelName is the channel column's value for a channel argument.
+func channelName(channel string) string {
+	if channel == "" {
+		return event.DefaultChannel
+	}
+	return channel
 }
 
 func contains(list []string, s string) bool {

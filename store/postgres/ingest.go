@@ -82,11 +82,11 @@ func (s *Store) ingest(ctx context.Context, op *ingestOp) error {
 // their unique-index locks in the same order and cannot deadlock.
 const insertBatchSQL = `
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[])
-        WITH ORDINALITY AS i (key, kind, source, msg_id, state, body, received_at, ord)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $12::text[], $13::text[])
+        WITH ORDINALITY AS i (key, kind, source, msg_id, state, body, received_at, channel, chat, ord)
 ), ins AS (
-    INSERT INTO events (key, kind, source, msg_id, state, body, received_at)
-    SELECT key, kind, source, msg_id, state, body, received_at FROM input ORDER BY ord
+    INSERT INTO events (key, kind, source, msg_id, state, body, received_at, channel, chat)
+    SELECT key, kind, source, msg_id, state, body, received_at, channel, chat FROM input ORDER BY ord
     ON CONFLICT (key) DO NOTHING
     RETURNING id, key, received_at
 ), dl AS (
@@ -134,6 +134,7 @@ func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
 	n := len(order)
 	var (
 		keys, kinds, sources, msgIDs, states = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		channels, chats                      = make([]string, n), make([]string, n)
 		bodies                               = make([][]byte, n)
 		received                             = make([]time.Time, n)
 		dKeys, dTargets                      []string
@@ -148,6 +149,10 @@ func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
 		ev := r.Event
 		keys[j], kinds[j], sources[j] = string(ev.Key), string(ev.Kind), string(ev.Source)
 		msgIDs[j], states[j] = ev.MsgID, ev.State
+		channels[j], chats[j] = ev.Channel, ev.Chat
+		if channels[j] == "" {
+			channels[j] = event.DefaultChannel
+		}
 		bodies[j] = ev.Body
 		if bodies[j] == nil {
 			bodies[j] = []byte{} // NULL would break NOT NULL
@@ -189,7 +194,7 @@ func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		inserted, leased, notify = make(map[string]bool, n), map[string]map[string]int64{}, false
 		rows, err := tx.Query(ctx, insertBatchSQL,
-			keys, kinds, sources, msgIDs, states, bodies, received, dKeys, dTargets, dOwners, dUntils)
+			keys, kinds, sources, msgIDs, states, bodies, received, dKeys, dTargets, dOwners, dUntils, channels, chats)
 		if err != nil {
 			return err
 		}

@@ -15,7 +15,7 @@ const pruneChunk = 1000
 // KnownMessages reports, for each id of msgIDs with a stored msg or
 // msg_state event, whether the msg event is stored and which states were
 // relayed, each once, in the order they were stored.
-func (s *Store) KnownMessages(ctx context.Context, msgIDs []string) (map[string]store.KnownMessage, error) {
+func (s *Store) KnownMessages(ctx context.Context, channel string, msgIDs []string) (map[string]store.KnownMessage, error) {
 	if err := s.open("look up known messages"); err != nil {
 		return nil, err
 	}
@@ -29,14 +29,14 @@ func (s *Store) KnownMessages(ctx context.Context, msgIDs []string) (map[string]
 	}
 	out := map[string]store.KnownMessage{}
 	for _, chunk := range chunks(ids) {
-		args := make([]any, 0, len(chunk)+2)
-		args = append(args, string(event.KindMsg), string(event.KindMsgState))
+		args := make([]any, 0, len(chunk)+3)
+		args = append(args, string(event.KindMsg), string(event.KindMsgState), channelName(channel))
 		for _, id := range chunk {
 			args = append(args, id)
 		}
 		rows, err := s.r.QueryContext(ctx, `
 			SELECT msg_id, kind, state FROM events
-			WHERE kind IN (?, ?) AND msg_id IN (`+inList(len(chunk))+`)
+			WHERE kind IN (?, ?) AND channel = ? AND msg_id IN (`+inList(len(chunk))+`)
 			ORDER BY id`, args...)
 		if err != nil {
 			return nil, s.fail("look up known messages", err)
@@ -63,6 +63,14 @@ func (s *Store) KnownMessages(ctx context.Context, msgIDs []string) (map[string]
 		}
 	}
 	return out, nil
+}
+
+// channelName is the channel column's value for a channel argument.
+func channelName(channel string) string {
+	if channel == "" {
+		return event.DefaultChannel
+	}
+	return channel
 }
 
 func contains(v []string, s string) bool {

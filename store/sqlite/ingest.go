@@ -80,7 +80,7 @@ func ingestOne(ctx context.Context, st ingestStmts, req *store.IngestRequest) (i
 		body = []byte{}
 	}
 	at := ms(ev.ReceivedAt)
-	res, err := st.event.ExecContext(ctx, string(ev.Key), string(ev.Kind), string(ev.Source), ev.MsgID, ev.State, body, at)
+	res, err := st.event.ExecContext(ctx, string(ev.Key), string(ev.Kind), string(ev.Source), ev.MsgID, ev.State, body, at, channelOf(ev), ev.Chat)
 	if err != nil {
 		return false, false, fmt.Errorf("insert event %s: %w", ev.Key, err)
 	}
@@ -122,3 +122,11 @@ func ingestOne(ctx context.Context, st ingestStmts, req *store.IngestRequest) (i
 
 // ingestStmts are the statements of ingestOne, bound to the transaction.
 type ingestStmts struct{ event, delivery *sql.Stmt }
+
+// channelOf is the channel column of ev: DefaultChannel when it names none.
+func channelOf(ev event.Event) string {
+	if ev.Channel == "" {
+		return event.DefaultChannel
+	}
+	return ev.Channel
+}

@@ -94,7 +94,7 @@ func TestReopenKeepsDataAndDedup(t *testing.T) {
 	require.Len(t, ds, 1, "the pending delivery survives a restart")
 	require.Equal(t, ev.Body, ds[0].Body)
 
-	known, err := s.KnownMessages(ctx, []string{"42"})
+	known, err := s.KnownMessages(ctx, "", []string{"42"})
 	require.NoError(t, err)
 	require.Equal(t, map[string]store.KnownMessage{"42": {MsgStored: true, States: []string{"sent"}}}, known)
 }

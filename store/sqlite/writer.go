@@ -328,8 +328,8 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 		sql string
 	}{
 		{&s.insEvent, `
-			INSERT INTO events (key, kind, source, msg_id, state, body, received_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO events (key, kind, source, msg_id, state, body, received_at, channel, chat)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (key) DO NOTHING`},
 		{&s.insDelivery, `
 			INSERT INTO deliveries (event_id, target, status, next_attempt_at, created_at, updated_at)

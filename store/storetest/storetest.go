@@ -1204,7 +1204,7 @@ func testKnownMessages(t *testing.T, open Harness) {
 		ingest(t, s, msgEvent("300", "", at(0)), "a")
 		ingest(t, s, rawEvent("raw:x", at(0)), "a")
 
-		got, err := s.KnownMessages(ctx, []string{"100", "200", "300", "999", ""})
+		got, err := s.KnownMessages(ctx, "", []string{"100", "200", "300", "999", ""})
 		require.NoError(t, err)
 		require.Len(t, got, 3, "unknown ids are absent: %v", got)
 
@@ -1221,7 +1221,7 @@ func testKnownMessages(t *testing.T, open Harness) {
 	t.Run("no ids", func(t *testing.T) {
 		s := newStore(t, open)
 		ingest(t, s, msgEvent("1", "sent", at(0)), "a")
-		got, err := s.KnownMessages(ctx, nil)
+		got, err := s.KnownMessages(ctx, "", nil)
 		require.NoError(t, err)
 		require.Empty(t, got)
 	})
@@ -1247,7 +1247,7 @@ func testKnownMessages(t *testing.T, open Harness) {
 		for i := 0; i < stored+700; i++ { // 700 more that were never stored
 			query = append(query, fmt.Sprint(10000+i))
 		}
-		got, err := s.KnownMessages(ctx, query)
+		got, err := s.KnownMessages(ctx, "", query)
 		require.NoError(t, err)
 		require.Len(t, got, stored)
 		for i := 0; i < stored; i++ {
@@ -1392,7 +1392,7 @@ func testClose(t *testing.T, open Harness) {
 			return err
 		}},
 		{"TargetStats", func() error { _, err := s.TargetStats(ctx); return err }},
-		{"KnownMessages", func() error { _, err := s.KnownMessages(ctx, []string{"1"}); return err }},
+		{"KnownMessages", func() error { _, err := s.KnownMessages(ctx, "", []string{"1"}); return err }},
 		{"HasEvents", func() error { _, err := s.HasEvents(ctx); return err }},
 		{"HoldLeader", func() error { _, err := s.HoldLeader(ctx, "reconcile"); return err }},
 		{"Prune", func() error { _, err := s.Prune(ctx, at(time.Hour)); return err }},
