@@ -48,6 +48,70 @@ type WAMM struct {
 	APIURL  string   `toml:"api_url"`
 	Token   string   `toml:"token"`
 	Timeout Duration `toml:"timeout"`
+	// Channels are further WAMM channels (one per WhatsApp number,
+	// Telegram or MAX account) beside the default one this table
+	// describes. Parse fills each one's unset keys from [wamm] and
+	// [reconcile].
+	Channels []Channel `toml:"channels"`
+}
+
+// Channel is one [[wamm.channels]] entry.
+type Channel struct {
+	// Name is unique, used in the webhook path ({webhook_path}/{name}),
+	// event keys, metrics, logs and the admin API.
+	Name    string   `toml:"name"`
+	Token   string   `toml:"token"`
+	APIURL  string   `toml:"api_url"`
+	Timeout Duration `toml:"timeout"`
+	// WebhookSecret guards this channel's webhook path; "" means
+	// server.webhook_secret.
+	WebhookSecret string           `toml:"webhook_secret"`
+	Reconcile     ChannelReconcile `toml:"reconcile"`
+}
+
+// ChannelReconcile is a channel's [reconcile] override; a key the file does
+// not set takes the value of [reconcile].
+type ChannelReconcile struct {
+	Enabled         bool     `toml:"enabled"`
+	Interval        Duration `toml:"interval"`
+	Grace           Duration `toml:"grace"`
+	BackfillOnStart bool     `toml:"backfill_on_start"`
+	BackoffMax      Duration `toml:"backoff_max"`
+}
+
+// EffectiveChannel is a channel as the relay runs it, the default one
+// included.
+type EffectiveChannel struct {
+	Name          string
+	Token         string
+	APIURL        string
+	Timeout       time.Duration
+	WebhookSecret string
+	Reconcile     Reconcile
+}
+
+// DefaultChannel names the channel of the [wamm] table itself.
+const DefaultChannel = "default"
+
+// Channels returns every channel the relay serves: the default one (from
+// [wamm], [reconcile] and server.webhook_secret), then [[wamm.channels]] in
+// file order.
+func (c Config) Channels() []EffectiveChannel {
+	out := []EffectiveChannel{{
+		Name: DefaultChannel, Token: c.WAMM.Token, APIURL: c.WAMM.APIURL, Timeout: c.WAMM.Timeout.Duration,
+		WebhookSecret: c.Server.WebhookSecret, Reconcile: c.Reconcile,
+	}}
+	for _, ch := range c.WAMM.Channels {
+		secret := ch.WebhookSecret
+		if secret == "" {
+			secret = c.Server.WebhookSecret
+		}
+		out = append(out, EffectiveChannel{
+			Name: ch.Name, Token: ch.Token, APIURL: ch.APIURL, Timeout: ch.Timeout.Duration, WebhookSecret: secret,
+			Reconcile: Reconcile(ch.Reconcile),
+		})
+	}
+	return out
 }
 
 // Reconcile is the [reconcile] table.
@@ -127,7 +191,9 @@ type Target struct {
 	// SigningSecret is a Standard Webhooks secret, "whsec_" + base64.
 	SigningSecret string `toml:"signing_secret"`
 	// Events lists the event kinds this target receives; empty means all.
-	Events      []string `toml:"events"`
+	Events []string `toml:"events"`
+	// Channels lists the WAMM channels this target receives; empty means all.
+	Channels    []string `toml:"channels"`
 	Timeout     Duration `toml:"timeout"`
 	MaxAttempts int      `toml:"max_attempts"`
 	// CAFile is a PEM file of extra CAs trusted for this target, on top of the

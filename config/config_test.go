@@ -161,6 +161,34 @@ func TestParseGood(t *testing.T) {
 			require.Equal(t, []string{}, audit.Events)
 			require.True(t, audit.Receives(EventRaw))
 		}},
+		{"channels.toml", func(t *testing.T, c Config) {
+			chans := c.Channels()
+			require.Len(t, chans, 3)
+			def, sales, tg := chans[0], chans[1], chans[2]
+			require.Equal(t, "default", def.Name)
+			require.Equal(t, "default-token", def.Token)
+			require.Equal(t, "s3cret-default", def.WebhookSecret)
+			require.Equal(t, 40*time.Second, def.Reconcile.Interval.Duration)
+
+			require.Equal(t, "sales", sales.Name)
+			require.Equal(t, "s3cret-sales", sales.WebhookSecret)
+			require.Equal(t, 15*time.Second, sales.Reconcile.Interval.Duration, "set in the channel")
+			require.False(t, sales.Reconcile.Enabled, "a false set in the channel is kept")
+			require.Equal(t, 25*time.Second, sales.Reconcile.Grace.Duration, "inherited from [reconcile]")
+			require.Equal(t, "https://wamm.chat/api2", sales.APIURL, "inherited from [wamm]")
+			require.Equal(t, 7*time.Second, sales.Timeout)
+
+			require.Equal(t, "tg.support", tg.Name)
+			require.True(t, tg.Reconcile.Enabled, "inherited from [reconcile]")
+			require.Equal(t, "s3cret-default", tg.WebhookSecret, "server.webhook_secret when the channel sets none")
+			require.Equal(t, "http://127.0.0.1:9/api2", tg.APIURL)
+			require.Equal(t, []string{"sales", "default"}, c.Targets[0].Channels)
+
+			m := c.Masked()
+			require.Equal(t, masked, m.WAMM.Channels[0].Token)
+			require.Equal(t, masked, m.WAMM.Channels[0].WebhookSecret)
+			require.Equal(t, "sales-token", c.WAMM.Channels[0].Token, "masking copies")
+		}},
 		{"postgres_kv.toml", func(t *testing.T, c Config) {
 			require.Equal(t, DriverPostgres, c.Store.Driver)
 			require.Contains(t, c.Store.DSN, "password='p a$$ w0rd'")
@@ -222,6 +250,11 @@ var badCases = []struct {
 	{"duration_syntax.toml", "delivery.timeout", nil},
 	{"duration_env.toml", "reconcile.interval", ErrInvalid},
 	{"unknown_key.toml", "server.listn", ErrUnknownKey},
+	{"channel_name_reserved.toml", "wamm.channels[0].name", ErrInvalid},
+	{"channel_name_default.toml", "wamm.channels[0].name", ErrInvalid},
+	{"channel_name_dup.toml", "wamm.channels[1].name", ErrDuplicate},
+	{"channel_interval.toml", "wamm.channels[0].reconcile.interval", ErrOutOfRange},
+	{"target_channel_unknown.toml", "targets[0].channels[0]", ErrInvalid},
 	{"unknown_table.toml", "zzz", ErrUnknownKey},
 	{"unknown_target_key.toml", "targets[1].nme", ErrUnknownKey},
 	{"unknown_inline_target_key.toml", "targets[1].evnts", ErrUnknownKey},

@@ -24,12 +24,22 @@ func (c Config) Masked() Config {
 	m.WAMM.Token = mask(c.WAMM.Token)
 	m.WAMM.APIURL = maskURL(c.WAMM.APIURL)
 	m.Store.DSN = maskDSN(c.Store.DSN)
+	if c.WAMM.Channels != nil {
+		m.WAMM.Channels = make([]Channel, len(c.WAMM.Channels))
+		for i, ch := range c.WAMM.Channels {
+			ch.Token = mask(ch.Token)
+			ch.WebhookSecret = mask(ch.WebhookSecret)
+			ch.APIURL = maskURL(ch.APIURL)
+			m.WAMM.Channels[i] = ch
+		}
+	}
 	if c.Targets != nil {
 		m.Targets = make([]Target, len(c.Targets))
 		for i, t := range c.Targets {
 			t.URL = maskURL(t.URL)
 			t.SigningSecret = mask(t.SigningSecret)
 			t.Events = slices.Clone(t.Events)
+			t.Channels = slices.Clone(t.Channels)
 			if t.Headers != nil {
 				h := make(map[string]string, len(t.Headers))
 				for k, v := range t.Headers {

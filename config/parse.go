@@ -98,6 +98,9 @@ func ParseWith(r io.Reader, lookupEnv func(string) (string, bool)) (Config, erro
 	if err := p.err(); err != nil {
 		return Config{}, err
 	}
+	if err := inheritChannels(&cfg, string(data)); err != nil {
+		return Config{}, err
+	}
 	for i := range cfg.Targets {
 		t := &cfg.Targets[i]
 		if t.Timeout.Duration == 0 {
@@ -111,6 +114,54 @@ func ParseWith(r io.Reader, lookupEnv func(string) (string, bool)) (Config, erro
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// inheritChannels fills what each [[wamm.channels]] entry leaves out from
+// [wamm] and [reconcile]. Whether a boolean was set cannot be told from its
+// decoded value, so the document is read once more as plain tables.
+func inheritChannels(cfg *Config, doc string) error {
+	if len(cfg.WAMM.Channels) == 0 {
+		return nil
+	}
+	var raw struct {
+		WAMM struct {
+			Channels []map[string]any `toml:"channels"`
+		} `toml:"wamm"`
+	}
+	if _, err := toml.Decode(doc, &raw); err != nil {
+		return fmt.Errorf("decode config: %w", err)
+	}
+	for i := range cfg.WAMM.Channels {
+		ch := &cfg.WAMM.Channels[i]
+		var set map[string]any
+		if i < len(raw.WAMM.Channels) {
+			set, _ = raw.WAMM.Channels[i]["reconcile"].(map[string]any)
+		}
+		has := func(k string) bool { _, ok := set[k]; return ok }
+		if ch.APIURL == "" {
+			ch.APIURL = cfg.WAMM.APIURL
+		}
+		if ch.Timeout.Duration == 0 {
+			ch.Timeout = cfg.WAMM.Timeout
+		}
+		r, def := &ch.Reconcile, cfg.Reconcile
+		if !has("enabled") {
+			r.Enabled = def.Enabled
+		}
+		if !has("backfill_on_start") {
+			r.BackfillOnStart = def.BackfillOnStart
+		}
+		if !has("interval") {
+			r.Interval = def.Interval
+		}
+		if !has("grace") {
+			r.Grace = def.Grace
+		}
+		if !has("backoff_max") {
+			r.BackoffMax = D(max(def.BackoffMax.Duration, r.Interval.Duration))
+		}
+	}
+	return nil
 }
 
 // unknownKeys reports each key of the document that Config has no field for.

@@ -55,11 +55,13 @@ func (c *Config) Validate() error {
 	c.Server.validate(&p)
 	c.WAMM.validate(&p)
 	c.Reconcile.validate(&p)
+	c.validateChannels(&p)
 	c.Dedup.validate(&p)
 	c.Store.validate(&p)
 	c.Delivery.validate(&p)
 	c.Log.validate(&p)
 	validateTargets(&p, c.Targets)
+	c.validateTargetChannels(&p)
 	return p.err()
 }
 
@@ -166,6 +168,71 @@ func (r *Reconcile) validate(p *problems) {
 	}
 	if r.BackoffMax.Duration < r.Interval.Duration {
 		p.add("reconcile.backoff_max", r.BackoffMax.String(), ErrOutOfRange, "must be at least reconcile.interval (%s)", r.Interval)
+	}
+}
+
+// channelNameRe is what a channel name may hold: it is a URL path segment,
+// a metric label value and a key prefix.
+var channelNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+func (c *Config) validateChannels(p *problems) {
+	names := map[string]int{}
+	for i, ch := range c.WAMM.Channels {
+		key := func(field string) string { return fmt.Sprintf("wamm.channels[%d].%s", i, field) }
+		switch lower := strings.ToLower(ch.Name); {
+		case ch.Name == "":
+			p.add(key("name"), "", ErrRequired, "")
+		case !channelNameRe.MatchString(ch.Name):
+			p.add(key("name"), ch.Name, ErrInvalid, "must be 1 to 64 of A-Z a-z 0-9 _ . -")
+		case lower == DefaultChannel:
+			p.add(key("name"), ch.Name, ErrInvalid, "is the channel of the [wamm] table itself; configure it there")
+		case lower == "msg" || lower == "state" || lower == "raw":
+			p.add(key("name"), ch.Name, ErrInvalid, "is reserved (it would read as an event key's kind)")
+		case ch.Name == c.Server.WebhookSecret:
+			p.add(key("name"), ch.Name, ErrInvalid, "must differ from server.webhook_secret (both are path segments after webhook_path)")
+		default:
+			if j, dup := names[lower]; dup {
+				p.add(key("name"), ch.Name, ErrDuplicate, "wamm.channels[%d] has the same name (names are compared case-insensitively)", j)
+			} else {
+				names[lower] = i
+			}
+		}
+		validateHTTPURL(p, key("api_url"), ch.APIURL)
+		if strings.ContainsFunc(ch.Token, isSpaceOrControl) || strings.ContainsAny(ch.Token, "/?#") {
+			p.add(key("token"), masked, ErrInvalid, "must not contain spaces, control characters, \"/\", \"?\" or \"#\"")
+		}
+		if strings.ContainsFunc(ch.WebhookSecret, isSpaceOrControl) || strings.ContainsAny(ch.WebhookSecret, "/?#%") {
+			p.add(key("webhook_secret"), masked, ErrInvalid, "must not contain spaces, control characters, / ? # or %%")
+		}
+		positive(p, key("timeout"), ch.Timeout)
+		r := ch.Reconcile
+		validDuration(p, key("reconcile.interval"), r.Interval)
+		validDuration(p, key("reconcile.grace"), r.Grace)
+		validDuration(p, key("reconcile.backoff_max"), r.BackoffMax)
+		if r.Interval.Duration < time.Second {
+			p.add(key("reconcile.interval"), r.Interval.String(), ErrOutOfRange, "must be at least 1s")
+		}
+		if r.Grace.Duration < 0 {
+			p.add(key("reconcile.grace"), r.Grace.String(), ErrOutOfRange, "must not be negative")
+		}
+		if r.BackoffMax.Duration < r.Interval.Duration {
+			p.add(key("reconcile.backoff_max"), r.BackoffMax.String(), ErrOutOfRange, "must be at least the channel's reconcile.interval (%s)", r.Interval)
+		}
+	}
+}
+
+// validateTargetChannels checks that every channel a target names exists.
+func (c *Config) validateTargetChannels(p *problems) {
+	known := map[string]bool{DefaultChannel: true}
+	for _, ch := range c.WAMM.Channels {
+		known[ch.Name] = true
+	}
+	for i, t := range c.Targets {
+		for j, name := range t.Channels {
+			if !known[name] {
+				p.add(fmt.Sprintf("targets[%d].channels[%d]", i, j), name, ErrInvalid, "names no channel (\"default\" or a [[wamm.channels]] name)")
+			}
+		}
 	}
 }
 

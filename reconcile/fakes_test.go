@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -49,6 +50,9 @@ type memStore struct {
 	delivered []event.Event // ingested with deliveries, in order
 	seenOnly  []event.Event // recorded as seen, no deliveries
 	knownIDs  [][]string    // the ids of each KnownMessages call
+	baselines map[string]store.Baseline
+	gaps      []store.Gap
+	order     []event.Key // event keys in the order they were stored
 
 	holdLeader   func() (bool, error)
 	knownErr     func() error
@@ -56,10 +60,80 @@ type memStore struct {
 	beforeIngest func(event.Event) // runs unlocked, e.g. to land a racing webhook
 }
 
-func newMemStore() *memStore { return &memStore{events: map[event.Key]event.Event{}} }
+func newMemStore() *memStore {
+	return &memStore{events: map[event.Key]event.Event{}, baselines: map[string]store.Baseline{}}
+}
+
+func (s *memStore) Baseline(_ context.Context, channel string) (store.Baseline, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.baselines[channel]
+	return b, ok, nil
+}
+
+func (s *memStore) SaveBaseline(_ context.Context, b store.Baseline) (store.Baseline, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.baselines[b.Channel]; ok {
+		return old, nil
+	}
+	s.baselines[b.Channel] = b
+	return b, nil
+}
+
+func (s *memStore) RecordGap(_ context.Context, g store.Gap) (store.Gap, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, old := range s.gaps {
+		if old.Open() && old.Channel == g.Channel && old.Chat == g.Chat && old.Reason == g.Reason && old.Direction == g.Direction {
+			s.gaps[i] = store.WidenGap(old, g)
+			return s.gaps[i], false, nil
+		}
+	}
+	g.ID = int64(len(s.gaps) + 1)
+	s.gaps = append(s.gaps, g)
+	return g, true, nil
+}
+
+func (s *memStore) Gaps(_ context.Context, f store.GapFilter) ([]store.Gap, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Gap
+	for _, g := range s.gaps {
+		if (f.Channel == "" || g.Channel == f.Channel) && (!f.Open || g.Open()) {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) openGaps() []store.Gap {
+	gaps, _ := s.Gaps(context.Background(), store.GapFilter{Open: true})
+	return gaps
+}
+
+// Chats lists the chats of stored events, most recently stored first.
+func (s *memStore) Chats(_ context.Context, _ string, chat string, limit int) ([]store.ChatInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.ChatInfo
+	seen := map[string]bool{}
+	for i := len(s.order) - 1; i >= 0; i-- {
+		ev := s.events[s.order[i]]
+		if ev.Chat == "" || seen[ev.Chat] || (chat != "" && ev.Chat != chat) {
+			continue
+		}
+		seen[ev.Chat] = true
+		out = append(out, store.ChatInfo{Chat: ev.Chat, LastMsgID: ev.MsgID})
+		if limit > 0 && len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
 
 func (s *memStore) HoldLeader(_ context.Context, name string) (bool, error) {
-	if name != leaderLock {
+	if name != leaderLock && !strings.HasPrefix(name, leaderLock+":") {
 		return false, fmt.Errorf("unexpected lock %q", name)
 	}
 	if s.holdLeader != nil {
@@ -119,6 +193,7 @@ func (s *memStore) ingest(ev event.Event, deliver bool) (bool, error) {
 		return true, nil
 	}
 	s.events[ev.Key] = ev
+	s.order = append(s.order, ev.Key)
 	if deliver {
 		s.delivered = append(s.delivered, ev)
 	} else {
@@ -133,6 +208,7 @@ func (s *memStore) webhook(ev event.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events[ev.Key] = ev
+	s.order = append(s.order, ev.Key)
 }
 
 func (s *memStore) deliveredKeys() []event.Key {

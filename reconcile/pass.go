@@ -48,8 +48,10 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (Report, error) {
 	pe := r.pass(ctx, &rep)
 	r.finishPass(ctx, &rep, pe)
 	if pe != nil {
+		r.noteStatus(rep, pe.err, r.opts.Now(), true)
 		return rep, pe.err
 	}
+	r.noteStatus(rep, nil, r.opts.Now(), true)
 	return rep, nil
 }
 
@@ -82,11 +84,12 @@ func (r *Reconciler) Promote(ctx context.Context) (Report, error) {
 	}
 	rep.Interval = r.interval
 	rep.InGrace, rep.NextPromote = r.waiting(now)
+	r.noteStatus(rep, err, now, false)
 	return rep, err
 }
 
 func (r *Reconciler) promote(ctx context.Context, due []*candidate, now time.Time, rep *Report) *passError {
-	leader, err := r.opts.Store.HoldLeader(ctx, leaderLock)
+	leader, err := r.opts.Store.HoldLeader(ctx, r.lockName())
 	if err != nil {
 		return storeError("hold leader lock", err)
 	}
@@ -108,7 +111,7 @@ func (r *Reconciler) promote(ctx context.Context, due []*candidate, now time.Tim
 
 func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	r.promoteFailing = false
-	leader, err := r.opts.Store.HoldLeader(ctx, leaderLock)
+	leader, err := r.opts.Store.HoldLeader(ctx, r.lockName())
 	if err != nil {
 		return storeError("hold leader lock", err)
 	}
@@ -118,17 +121,13 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 		return nil
 	}
 
-	// Whether this is a first run is decided before polling: a webhook that
-	// commits while the poll runs must not turn the baseline into a backfill
-	// of the account's history.
-	if !r.baselineChecked {
-		has, err := r.opts.Store.HasEvents(ctx)
-		if err != nil {
-			return storeError("check for stored events", err)
+	// Whether this is a first run is decided before polling, from the
+	// channel's durable baseline: a webhook that commits while the poll runs
+	// must not turn the baseline into a backfill of the account's history.
+	if !r.haveBase && r.pendingBase == nil {
+		if pe := r.loadBaseline(ctx); pe != nil {
+			return pe
 		}
-		r.baselineChecked = true
-		r.needBaseline = !has && !r.opts.BackfillOnStart
-		r.backfilling = !has && r.opts.BackfillOnStart
 	}
 
 	now := r.opts.Now()
@@ -140,6 +139,11 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 		}
 		pages[i] = msgs
 	}
+	if r.pendingBase != nil {
+		if pe := r.saveBaseline(ctx, pages, now); pe != nil {
+			return pe
+		}
+	}
 	queried := make(map[string]struct{})
 	polled := r.fresh(append(slices.Clip(pages[0]), pages[1]...), queried, now, rep)
 	rep.Polled = len(queried)
@@ -147,11 +151,6 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	if r.backfilling {
 		r.log.WithField("messages", len(polled)).
 			Info("reconcile: first run against an empty store; backfilling the polled messages after the grace period")
-	}
-	if r.needBaseline {
-		r.baseline(polled, now, rep)
-		r.needBaseline = false
-		return nil
 	}
 
 	// One query covers the polled messages and the waiting candidates, so
@@ -171,26 +170,43 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	}
 
 	// An empty store knows nothing, so a backfill would look like an overflow.
+	var windowGaps []store.Gap
 	if !r.backfilling {
-		r.checkOverflow(pages, known, now, rep)
+		windowGaps = r.checkOverflow(pages, known, now, rep)
+	}
+	if len(windowGaps) > 0 {
+		if pe := r.queueKnownChats(ctx, windowGaps); pe != nil {
+			return pe
+		}
 	}
 	r.observe(polled, known, now, rep)
 
 	var chatErr *passError
+	var chatGaps []store.Gap
 	if len(r.pendingChats) > 0 {
-		var recovered []wamm.Message
-		recovered, chatErr = r.readChats(ctx, rep)
-		if recovered = r.fresh(recovered, queried, now, rep); len(recovered) > 0 {
-			ids := make([]string, 0, len(recovered))
-			for _, m := range recovered {
+		var read []chatPage
+		read, chatErr = r.readChats(ctx, rep)
+		var ids []string
+		for i := range read {
+			read[i].msgs = r.fresh(read[i].msgs, queried, now, rep)
+			for _, m := range read[i].msgs {
 				ids = append(ids, m.MsgID)
 			}
+		}
+		if len(ids) > 0 {
 			more, err := r.opts.Store.KnownMessages(ctx, r.opts.Channel, ids)
 			if err != nil {
 				return storeError("look up known messages", err)
 			}
 			maps.Copy(known, more)
-			r.observe(recovered, known, now, rep)
+		}
+		for _, p := range read {
+			// A full page of a chat that overlaps nothing known goes back
+			// less far than the chat's gap: the rest is beyond msg_get.
+			if p.full && !r.overlaps(p.all, known, now) {
+				chatGaps = append(chatGaps, r.chatGap(p, now))
+			}
+			r.observe(p.msgs, known, now, rep)
 		}
 	}
 
@@ -198,8 +214,102 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	if pe := r.settle(ctx, slices.Collect(maps.Values(r.cands)), known, now, rep); pe != nil {
 		return pe
 	}
+	if pe := r.recordGaps(ctx, append(windowGaps, chatGaps...), now, rep); pe != nil {
+		return pe
+	}
 	r.backfilling = false
 	return chatErr
+}
+
+// lockName is the channel's leader lock: the default channel keeps the name
+// earlier versions held, so a rolling upgrade never has two leaders.
+func (r *Reconciler) lockName() string {
+	if r.opts.Channel == event.DefaultChannel {
+		return leaderLock
+	}
+	return leaderLock + ":" + r.opts.Channel
+}
+
+// loadBaseline reads the channel's baseline, or prepares the one the first
+// successful poll records. A store that already holds events of the
+// default channel was written by a version without baselines: its first
+// poll after the upgrade is no first run.
+func (r *Reconciler) loadBaseline(ctx context.Context) *passError {
+	b, ok, err := r.opts.Store.Baseline(ctx, r.opts.Channel)
+	if err != nil {
+		return storeError("read baseline", err)
+	}
+	if ok {
+		r.base, r.haveBase = b, true
+		return nil
+	}
+	adopted := false
+	if r.opts.Channel == event.DefaultChannel {
+		if adopted, err = r.opts.Store.HasEvents(ctx); err != nil {
+			return storeError("check for stored events", err)
+		}
+	}
+	r.pendingBase = &store.Baseline{Channel: r.opts.Channel, Adopted: adopted, Backfill: r.opts.BackfillOnStart && !adopted}
+	return nil
+}
+
+// saveBaseline records the pending baseline with the high-water marks of
+// the first successful poll, before anything else of the pass, so a relay
+// stopped right after it still knows on its next start where history ends.
+func (r *Reconciler) saveBaseline(ctx context.Context, pages [2][]wamm.Message, now time.Time) *passError {
+	b := *r.pendingBase
+	b.RecordedAt = now
+	b.HighIn, b.HighOut = highest(pages[0]), highest(pages[1])
+	stored, err := r.opts.Store.SaveBaseline(ctx, b)
+	if err != nil {
+		return storeError("save baseline", err)
+	}
+	r.base, r.haveBase, r.pendingBase = stored, true, nil
+	switch {
+	case stored.Adopted:
+		r.log.Info("reconcile: store written by an earlier version; recorded the channel's baseline, nothing polled is treated as history")
+	case stored.Backfill:
+		r.backfilling = true
+	default:
+		r.log.WithFields(logrus.Fields{"high_incoming": stored.HighIn, "high_outgoing": stored.HighOut}).
+			Info("reconcile: first run of the channel; messages up to the recorded baseline are history, recorded as seen without being delivered (set backfill_on_start to deliver them)")
+	}
+	return nil
+}
+
+// history reports whether m was in the channel before its first poll:
+// at or below the baseline's high-water mark of m's direction. WAMM's ids
+// grow over time (not promised, but every sample shows it).
+func (r *Reconciler) history(m wamm.Message) bool {
+	if !r.haveBase || r.base.Adopted || r.base.Backfill {
+		return false
+	}
+	high := r.base.HighIn
+	if m.FromMe == 1 {
+		high = r.base.HighOut
+	}
+	return high != "" && store.CompareMsgIDs(m.MsgID, high) <= 0
+}
+
+func highest(msgs []wamm.Message) string {
+	h := ""
+	for _, m := range msgs {
+		if store.CompareMsgIDs(m.MsgID, h) > 0 {
+			h = m.MsgID
+		}
+	}
+	return h
+}
+
+func oldest(msgs []wamm.Message) (wamm.Message, bool) {
+	var o wamm.Message
+	found := false
+	for _, m := range msgs {
+		if m.MsgID != "" && (!found || store.CompareMsgIDs(m.MsgID, o.MsgID) < 0) {
+			o, found = m, true
+		}
+	}
+	return o, found
 }
 
 // fresh returns the messages of msgs not already in seen (adding them),
@@ -236,47 +346,40 @@ func (r *Reconciler) tooOld(m wamm.Message, now time.Time) bool {
 	return t.Add(24 * time.Hour).Before(now.Add(-r.opts.MaxAge))
 }
 
-// baseline takes the first poll against an empty store as history: every
-// polled message becomes a baseline candidate that, once its grace period is
-// over and no webhook brought it, is recorded as seen without being delivered.
-// The grace keeps the webhook of a message that reached WAMM just before the
-// poll from being answered as a duplicate and lost.
-func (r *Reconciler) baseline(polled []wamm.Message, now time.Time, rep *Report) {
-	for _, m := range polled {
-		r.track(event.MsgKey(m.MsgID), event.KindMsg, m, now)
-		if c := r.cands[event.MsgKey(m.MsgID)]; c != nil {
-			c.baseline = true
-		}
-	}
-	r.log.WithField("messages", len(polled)).
-		Info("reconcile: first run against an empty store; the polled messages will be recorded as seen without being delivered (set backfill_on_start to deliver them)")
-}
-
-// checkOverflow flags each full page that overlaps nothing known (to the store
-// or as a candidate): messages older than the page may have been missed, so
-// its chats are queued for msg_get and the poll interval is halved until a
-// page overlaps again.
-func (r *Reconciler) checkOverflow(pages [2][]wamm.Message, known map[string]store.KnownMessage, now time.Time, rep *Report) {
+// checkOverflow flags each full page that overlaps nothing known (to the
+// store, as a candidate, or as history): messages older than the page may
+// have been missed, so its chats are queued for msg_get and the poll
+// interval is halved until a page overlaps again. It returns a window gap
+// for each such page, bounded after by the newest message the store knows
+// (filled in by queueKnownChats).
+func (r *Reconciler) checkOverflow(pages [2][]wamm.Message, known map[string]store.KnownMessage, now time.Time, rep *Report) []store.Gap {
+	var gaps []store.Gap
 	for i, page := range pages {
 		if len(page) < r.opts.PageSize || r.overlaps(page, known, now) {
 			continue
 		}
 		rep.Overflow = true
 		r.metrics.overflows.Inc()
-		queued := 0
-		for _, m := range page {
-			if m.Phone != "" && !slices.Contains(r.pendingChats, m.Phone) {
-				r.pendingChats = append(r.pendingChats, m.Phone)
-				queued++
-			}
-		}
+		queued := r.queueChats(page)
 		r.log.WithFields(logrus.Fields{"direction": direction(i), "page_size": r.opts.PageSize, "chats_queued": queued}).
 			Warn("reconcile: polled window overlaps nothing known, messages may have been missed; polling faster and reading the chats one by one")
+		o, _ := oldest(page)
+		g := store.Gap{
+			Channel: r.opts.Channel, Reason: store.GapWindow, Direction: direction(i),
+			BeforeMsgID: o.MsgID, BeforeTime: o.DateIns, DetectedAt: now,
+		}
+		if r.haveBase && !r.base.Adopted {
+			g.AfterMsgID = r.base.HighIn
+			if i == 1 {
+				g.AfterMsgID = r.base.HighOut
+			}
+		}
+		gaps = append(gaps, g)
 	}
 	if rep.Overflow {
 		r.overflowStreak++
 		r.interval = max(r.interval/2, min(MinInterval, r.opts.Interval))
-		return
+		return gaps
 	}
 	if r.overflowStreak > 0 {
 		r.log.WithField("interval", r.opts.Interval.String()).
@@ -284,6 +387,98 @@ func (r *Reconciler) checkOverflow(pages [2][]wamm.Message, known map[string]sto
 		r.overflowStreak = 0
 		r.interval = r.opts.Interval
 	}
+	return nil
+}
+
+// queueChats queues the chats of msgs for msg_get and returns how many were
+// new to the queue.
+func (r *Reconciler) queueChats(msgs []wamm.Message) int {
+	queued := 0
+	for _, m := range msgs {
+		if m.Phone != "" && !slices.Contains(r.pendingChats, m.Phone) {
+			r.pendingChats = append(r.pendingChats, m.Phone)
+			queued++
+		}
+	}
+	return queued
+}
+
+// queueKnownChats queues, after the chats of the overflowing pages, the
+// chats the store knows (most recently active first, up to MaxKnownChats):
+// a chat whose messages all fell out of the window is in no page. Each
+// window gap's After becomes the newest message the store knows, where that
+// is newer than the baseline's mark.
+func (r *Reconciler) queueKnownChats(ctx context.Context, gaps []store.Gap) *passError {
+	chats, err := r.opts.Store.Chats(ctx, r.opts.Channel, "", r.opts.MaxKnownChats)
+	if err != nil {
+		return storeError("list known chats", err)
+	}
+	newest := ""
+	for _, c := range chats {
+		if c.Chat != "" && !slices.Contains(r.pendingChats, c.Chat) {
+			r.pendingChats = append(r.pendingChats, c.Chat)
+		}
+		if store.CompareMsgIDs(c.LastMsgID, newest) > 0 {
+			newest = c.LastMsgID
+		}
+	}
+	for i := range gaps {
+		if store.CompareMsgIDs(newest, gaps[i].AfterMsgID) > 0 {
+			gaps[i].AfterMsgID = newest
+		}
+	}
+	return nil
+}
+
+// chatGap is the gap in p's chat: between the newest message the store
+// knows of the chat and the oldest the page reaches.
+func (r *Reconciler) chatGap(p chatPage, now time.Time) store.Gap {
+	o, _ := oldest(p.all)
+	return store.Gap{
+		Channel: r.opts.Channel, Chat: p.chat, Reason: store.GapChat,
+		AfterMsgID: p.lastKnown, BeforeMsgID: o.MsgID, BeforeTime: o.DateIns, DetectedAt: now,
+	}
+}
+
+// recordGaps stores the gaps found by a pass (and those a failing store
+// kept back before), logs each new one once and counts it. A window gap
+// whose bounds show no range (the page reaches the newest known message)
+// is no gap.
+func (r *Reconciler) recordGaps(ctx context.Context, found []store.Gap, now time.Time, rep *Report) *passError {
+	todo := append(r.unrecordedGaps, found...)
+	r.unrecordedGaps = nil
+	for i, g := range todo {
+		if g.Reason == store.GapWindow && (g.AfterMsgID == "" || store.CompareMsgIDs(g.BeforeMsgID, g.AfterMsgID) <= 0) {
+			continue
+		}
+		stored, created, err := r.opts.Store.RecordGap(ctx, g)
+		if err != nil {
+			r.unrecordedGaps = append(r.unrecordedGaps, todo[i:]...)
+			return storeError("record gap", err)
+		}
+		rep.Gaps++
+		if !created {
+			continue
+		}
+		rep.NewGaps++
+		r.metrics.gapsDetected.WithLabelValues(g.Reason).Inc()
+		msg := "reconcile: messages of this chat are beyond the API (more than a page missed); recorded as a gap, see /api/v1/gaps"
+		if g.Reason == store.GapWindow {
+			msg = "reconcile: the polled window moved past what is known; chats the relay cannot name may have lost messages in this range; recorded as a gap, see /api/v1/gaps"
+		}
+		r.log.WithFields(logrus.Fields{
+			"gap_id": stored.ID, "chat": g.Chat, "reason": g.Reason, "direction": g.Direction,
+			"after_msg_id": g.AfterMsgID, "before_msg_id": g.BeforeMsgID,
+		}).Warn(msg)
+	}
+	open, err := r.opts.Store.Gaps(ctx, store.GapFilter{Channel: r.opts.Channel, Open: true})
+	if err != nil {
+		return storeError("count open gaps", err)
+	}
+	r.metrics.gapsOpen.Set(float64(len(open)))
+	rep.GapsOpen = len(open)
+	_ = now
+	return nil
 }
 
 func (r *Reconciler) overlaps(page []wamm.Message, known map[string]store.KnownMessage, now time.Time) bool {
@@ -297,19 +492,31 @@ func (r *Reconciler) overlaps(page []wamm.Message, known map[string]store.KnownM
 		if _, ok := r.stateCand[m.MsgID]; ok {
 			return true
 		}
-		// A message past MaxAge shows the window reaches back far enough.
-		if r.tooOld(m, now) {
+		// A message past MaxAge, or of the channel's history, shows the
+		// window reaches back far enough.
+		if r.tooOld(m, now) || r.history(m) {
 			return true
 		}
 	}
 	return false
 }
 
-// readChats reads up to MaxChatsPerPass queued chats with msg_get. A chat
-// leaves the queue only once read, so an API failure or the per-pass bound
-// leaves the rest for the next pass.
-func (r *Reconciler) readChats(ctx context.Context, rep *Report) ([]wamm.Message, *passError) {
-	var out []wamm.Message
+// chatPage is what msg_get returned for one chat.
+type chatPage struct {
+	chat string
+	// all is the page as returned; msgs the part not seen earlier in the
+	// pass (and not too old), which observe looks at.
+	all, msgs []wamm.Message
+	full      bool
+	// lastKnown is the newest msg_id the store knows of the chat.
+	lastKnown string
+}
+
+// readChats reads up to MaxChatsPerPass queued chats with msg_get, one call
+// each at the API's largest page. A chat leaves the queue only once read,
+// so an API failure or the per-pass bound leaves the rest for the next pass.
+func (r *Reconciler) readChats(ctx context.Context, rep *Report) ([]chatPage, *passError) {
+	var out []chatPage
 	defer func() {
 		rep.ChatsPending = len(r.pendingChats)
 		if rep.ChatsPending > 0 {
@@ -318,14 +525,27 @@ func (r *Reconciler) readChats(ctx context.Context, rep *Report) ([]wamm.Message
 		}
 	}()
 	for rep.ChatsBackfilled < r.opts.MaxChatsPerPass && len(r.pendingChats) > 0 {
-		msgs, err := r.opts.Poller.ChatMessages(ctx, r.pendingChats[0], r.opts.PageSize)
+		chat := r.pendingChats[0]
+		msgs, err := r.opts.Poller.ChatMessages(ctx, chat, r.opts.PageSize)
 		if err != nil && !errors.Is(err, wamm.ErrNoMessages) {
 			return out, apiError("read chat messages", err)
+		}
+		p := chatPage{chat: chat, all: msgs, msgs: msgs, full: len(msgs) >= r.opts.PageSize}
+		if p.full {
+			// Only a full page can be a gap; its lower bound is the newest
+			// message the store knows of the chat.
+			known, err := r.opts.Store.Chats(ctx, r.opts.Channel, chat, 1)
+			if err != nil {
+				return out, storeError("look up chat", err)
+			}
+			if len(known) == 1 {
+				p.lastKnown = known[0].LastMsgID
+			}
 		}
 		r.pendingChats = r.pendingChats[1:]
 		rep.ChatsBackfilled++
 		rep.Recovered += len(msgs)
-		out = append(out, msgs...)
+		out = append(out, p)
 	}
 	if len(r.pendingChats) == 0 {
 		r.pendingChats = nil
@@ -341,6 +561,13 @@ func (r *Reconciler) observe(msgs []wamm.Message, known map[string]store.KnownMe
 		k := known[m.MsgID]
 		if !k.MsgStored {
 			r.track(event.MsgKey(m.MsgID), event.KindMsg, m, now)
+			// History is recorded as seen once its grace is over, never
+			// delivered; the grace keeps the webhook of a message that
+			// reached WAMM just before the first poll from being answered
+			// as a duplicate and lost.
+			if r.history(m) {
+				r.cands[event.MsgKey(m.MsgID)].baseline = true
+			}
 			continue
 		}
 		// Polling shows only the current state: a pending candidate for an

@@ -28,6 +28,9 @@ const (
 	// DefaultMaxCandidates bounds the in-memory set of messages waiting for
 	// their grace period.
 	DefaultMaxCandidates = 50000
+	// DefaultMaxKnownChats bounds the stored chats an overflow queues for
+	// msg_get besides the chats of the overflowing page.
+	DefaultMaxKnownChats = 500
 	// MinInterval is the floor the poll interval is halved down to while the
 	// polled window overflows (or Interval, when that is shorter).
 	MinInterval = time.Second
@@ -38,7 +41,8 @@ const (
 	// reconciler settles every candidate right after its grace period; only a
 	// long store outage leaves one behind.
 	forgetAfter = 24 * time.Hour
-	// leaderLock is the name of the leader lock the reconciler holds.
+	// leaderLock is the name of the default channel's leader lock; a named
+	// channel's is leaderLock + ":" + name, so each channel has one leader.
 	leaderLock = "reconcile"
 	// dateLayout is how WAMM writes date_ins (time zone unknown).
 	dateLayout = "2006-01-02 15:04:05"
@@ -58,6 +62,11 @@ type Store interface {
 	KnownMessages(ctx context.Context, channel string, msgIDs []string) (map[string]store.KnownMessage, error)
 	HasEvents(ctx context.Context) (bool, error)
 	HoldLeader(ctx context.Context, name string) (bool, error)
+	Baseline(ctx context.Context, channel string) (store.Baseline, bool, error)
+	SaveBaseline(ctx context.Context, b store.Baseline) (store.Baseline, error)
+	RecordGap(ctx context.Context, g store.Gap) (store.Gap, bool, error)
+	Gaps(ctx context.Context, f store.GapFilter) ([]store.Gap, error)
+	Chats(ctx context.Context, channel, chat string, limit int) ([]store.ChatInfo, error)
 }
 
 // Ingester stores an event the way a webhook would be stored; duplicate is
@@ -100,6 +109,10 @@ type Options struct {
 	// MaxCandidates bounds the messages waiting for their grace period.
 	// Zero means DefaultMaxCandidates.
 	MaxCandidates int
+	// MaxKnownChats bounds the stored chats an overflow queues for msg_get
+	// besides the chats of the overflowing page. Zero means
+	// DefaultMaxKnownChats.
+	MaxKnownChats int
 	// MaxAge, when set, ignores polled messages whose date_ins is older than
 	// this (with a day's slack, since WAMM's time zone is unknown). Set it
 	// below the store's retention, so a message whose key was pruned is not
@@ -135,6 +148,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("invalid PageSize %d: must be between 1 and %d", o.PageSize, maxPageSize)
 	case o.MaxChatsPerPass < 0:
 		return fmt.Errorf("invalid MaxChatsPerPass %d: must not be negative", o.MaxChatsPerPass)
+	case o.MaxKnownChats < 0:
+		return fmt.Errorf("invalid MaxKnownChats %d: must not be negative", o.MaxKnownChats)
+	case event.ReservedChannelName(o.Channel):
+		return fmt.Errorf("invalid Channel %q: reserved", o.Channel)
 	case o.MaxCandidates < 0:
 		return fmt.Errorf("invalid MaxCandidates %d: must not be negative", o.MaxCandidates)
 	case o.MaxAge < 0:
@@ -158,6 +175,9 @@ func (o *Options) setDefaults() {
 	if o.MaxCandidates == 0 {
 		o.MaxCandidates = DefaultMaxCandidates
 	}
+	if o.MaxKnownChats == 0 {
+		o.MaxKnownChats = DefaultMaxKnownChats
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -180,15 +200,22 @@ type Reconciler struct {
 	// stateCand maps a message id to its pending status candidate's key:
 	// polling shows only the current state, so a newer one supersedes it.
 	stateCand map[string]event.Key
-	// baselineChecked is set once HasEvents has been asked after a
-	// successful poll.
-	baselineChecked bool
-	// needBaseline is set while the first-run baseline is still to be
-	// recorded (it survives a failed attempt).
-	needBaseline bool
+	// base is the channel's durable baseline once loaded or recorded
+	// (haveBase); pendingBase is the one the next successful poll records
+	// when the store had none.
+	base        store.Baseline
+	haveBase    bool
+	pendingBase *store.Baseline
 	// backfilling is set from the first-run check of a backfill until a pass
 	// completes: an empty store knows nothing, so it is no overflow.
 	backfilling bool
+	// unrecordedGaps are gaps detected while the store failed, recorded by
+	// a later pass.
+	unrecordedGaps []store.Gap
+	// status is what Status reports, under its own lock so an API call
+	// never waits for a pass.
+	statusMu sync.Mutex
+	status   Status
 	leaderKnown bool
 	leader      bool
 	// interval is the poll interval in effect: opts.Interval, halved while
@@ -233,8 +260,8 @@ func New(opts Options) (*Reconciler, error) {
 	}
 	return &Reconciler{
 		opts:        opts,
-		log:         opts.Logger,
-		metrics:     m,
+		log:         opts.Logger.WithField("channel", opts.Channel),
+		metrics:     m.forChannel(opts.Channel),
 		cands:       make(map[event.Key]*candidate),
 		stateCand:   make(map[string]event.Key),
 		interval:    opts.Interval,

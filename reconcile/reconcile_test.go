@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/store"
 	"github.com/wamm-relay/wamm-relay/wamm"
 )
 
@@ -55,13 +56,24 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		_, err := New(opts)
 		require.NoError(t, err)
 	})
-	t.Run("duplicate registration fails", func(t *testing.T) {
+	t.Run("channels share one registry", func(t *testing.T) {
 		opts := f.opts
-		opts.Registerer = prometheus.NewRegistry()
+		reg := prometheus.NewRegistry()
+		opts.Registerer = reg
 		_, err := New(opts)
 		require.NoError(t, err)
+		opts.Channel = "sales"
 		_, err = New(opts)
-		require.Error(t, err)
+		require.NoError(t, err)
+		n, err := testutil.GatherAndCount(reg, "wamm_relay_reconcile_polls_total")
+		require.NoError(t, err)
+		require.Equal(t, 6, n, "three outcomes for each of two channels")
+	})
+	t.Run("reserved channel name", func(t *testing.T) {
+		opts := f.opts
+		opts.Channel = "msg"
+		_, err := New(opts)
+		require.ErrorContains(t, err, "Channel")
 	})
 }
 
@@ -616,13 +628,23 @@ func TestOverflowRecoversChats(t *testing.T) {
 	rep := once(t, r)
 	require.True(t, rep.Overflow)
 	require.Equal(t, 200, rep.Polled)
-	require.Equal(t, 10, rep.ChatsBackfilled)
+	require.Equal(t, 11, rep.ChatsBackfilled, "the 10 chats of the pages, then the one the store knows")
 	require.Equal(t, 300, rep.Recovered)
 	require.Zero(t, rep.ChatsPending)
 	require.Equal(t, 300, rep.InGrace)
 	require.Zero(t, rep.Next, "poll again at once")
 	require.Equal(t, 15*time.Second, rep.Interval, "interval halved")
-	require.Len(t, f.acct.chatCalls, 10)
+	require.Len(t, f.acct.chatCalls, 11)
+	require.Equal(t, "79000000000", f.acct.chatCalls[10])
+	// Every chat it can name was read back to known messages; what the
+	// window skipped in chats it cannot name is recorded, once a direction.
+	gaps := f.store.openGaps()
+	require.Len(t, gaps, 2)
+	for _, g := range gaps {
+		require.Equal(t, store.GapWindow, g.Reason)
+		require.Equal(t, "1", g.AfterMsgID, "the newest message the store knew")
+	}
+	require.Equal(t, 2, rep.NewGaps)
 	require.InDelta(t, 2, testutil.ToFloat64(r.metrics.overflows), 0, "both pages overflowed")
 	require.Len(t, filter(f.logsAt(logrus.WarnLevel), "overlaps nothing known"), 2)
 
@@ -712,14 +734,14 @@ func TestChatRecoveryFailureKeepsChatsQueued(t *testing.T) {
 	rep, err := r.ReconcileOnce(context.Background())
 	require.ErrorContains(t, err, "read chat messages")
 	require.True(t, rep.Overflow)
-	require.Equal(t, 4, rep.ChatsPending)
+	require.Equal(t, 5, rep.ChatsPending, "4 chats of the page and the one the store knows")
 	require.Equal(t, 100, rep.InGrace, "the polled page is still tracked")
 
 	failChats = false
 	f.clock.Advance(rep.Next)
 	rep = once(t, r)
 	require.False(t, rep.Overflow)
-	require.Equal(t, 4, rep.ChatsBackfilled, "queued chats are read once the API is back")
+	require.Equal(t, 5, rep.ChatsBackfilled, "queued chats are read once the API is back")
 	require.Zero(t, rep.ChatsPending)
 }
 

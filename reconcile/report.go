@@ -39,6 +39,10 @@ type Report struct {
 	// ChatsPending how many still wait for a later pass.
 	ChatsBackfilled int
 	ChatsPending    int
+	// Gaps is how many gap records the pass wrote or widened, NewGaps how
+	// many of them are new; GapsOpen how many of the channel's gaps are not
+	// resolved.
+	Gaps, NewGaps, GapsOpen int
 	// Interval is the poll interval in effect after the pass.
 	Interval time.Duration
 	// Next is how long Run waits before the next pass.
@@ -65,6 +69,9 @@ func (r Report) String() string {
 	if r.Overflow || r.ChatsBackfilled > 0 || r.ChatsPending > 0 {
 		fmt.Fprintf(&b, " overflow=%t chats_backfilled=%d recovered=%d chats_pending=%d",
 			r.Overflow, r.ChatsBackfilled, r.Recovered, r.ChatsPending)
+	}
+	if r.Gaps > 0 || r.GapsOpen > 0 {
+		fmt.Fprintf(&b, " gaps_new=%d gaps_open=%d", r.NewGaps, r.GapsOpen)
 	}
 	return b.String()
 }
