@@ -48,8 +48,10 @@ type App struct {
 	registry   *prometheus.Registry
 	server     *relay.Server
 	dispatcher *targets.Dispatcher
-	reconciler *reconcile.Reconciler
-	pruner     *pruner
+	// reconcilers has one entry per channel with a token and reconciling
+	// on, the default channel first.
+	reconcilers []*reconcile.Reconciler
+	pruner      *pruner
 	instance   string
 
 	closeOnce sync.Once
@@ -99,6 +101,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 			Headers:       t.Headers,
 			SigningSecret: t.SigningSecret,
 			Events:        kinds,
+			Channels:      t.Channels,
 			Timeout:       t.EffectiveTimeout(cfg.Delivery),
 			MaxAttempts:   t.EffectiveMaxAttempts(cfg.Delivery),
 			CAFile:        t.CAFile,
@@ -151,10 +154,15 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 	// An ingest must end before the write deadline, or its answer is lost:
 	// a short write_timeout shortens it (relay would reject the config).
 	ingestTimeout := min(relay.DefaultIngestTimeout, cfg.Server.WriteTimeout.Duration*4/5)
+	var webhookChannels []relay.WebhookChannel
+	for _, ch := range cfg.Channels()[1:] {
+		webhookChannels = append(webhookChannels, relay.WebhookChannel{Name: ch.Name, Secret: ch.WebhookSecret})
+	}
 	a.server, err = relay.New(relay.Options{
 		Listen:            cfg.Server.Listen,
 		WebhookPath:       cfg.Server.WebhookPath,
 		WebhookSecret:     cfg.Server.WebhookSecret,
+		Channels:          webhookChannels,
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		AdminToken:        cfg.Server.AdminToken,
 		TrustedProxies:    cfg.Server.TrustedProxies,
@@ -169,6 +177,8 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		IngestTimeout:     ingestTimeout,
 		Ingester:          cache,
 		Admin:             st,
+		Gaps:              st,
+		ChannelReports:    a.channelReports,
 		Ready:             st.Ping,
 		Targets:           table.Names(),
 		Gatherer:          a.registry,
@@ -180,9 +190,14 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, fmt.Errorf("build relay: %w", err)
 	}
 
-	a.reconciler, err = newReconciler(cfg, st, cache, log, a.registry, now)
-	if err != nil {
-		return nil, err
+	for _, ch := range cfg.Channels() {
+		r, err := newReconciler(cfg, ch, st, cache, log, a.registry, now)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			a.reconcilers = append(a.reconcilers, r)
+		}
 	}
 
 	a.pruner = &pruner{
@@ -195,35 +210,39 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 	return a, nil
 }
 
-// newReconciler builds the reconciler, or returns nil when it is switched off
-// or has no token to poll with.
-func newReconciler(cfg config.Config, st store.Store, ingester reconcile.Ingester, log *logrus.Logger, reg prometheus.Registerer, now func() time.Time) (*reconcile.Reconciler, error) {
-	rlog := log.WithField("component", "reconcile")
+// newReconciler builds the reconciler of one channel, or returns nil when
+// it is switched off or has no token to poll with.
+func newReconciler(cfg config.Config, ch config.EffectiveChannel, st store.Store, ingester reconcile.Ingester, log *logrus.Logger, reg prometheus.Registerer, now func() time.Time) (*reconcile.Reconciler, error) {
+	rlog := log.WithFields(logrus.Fields{"component": "reconcile", "channel": ch.Name})
 	switch {
-	case !cfg.Reconcile.Enabled:
+	case !ch.Reconcile.Enabled:
 		rlog.Info("reconciler disabled by configuration")
 		return nil, nil
-	case cfg.WAMM.Token == "":
+	case ch.Token == "" && ch.Name == config.DefaultChannel:
 		rlog.Info("reconciler disabled: no [wamm] token configured")
+		return nil, nil
+	case ch.Token == "":
+		rlog.Info("reconciler disabled: the channel has no token")
 		return nil, nil
 	}
 	client, err := wamm.NewClient(wamm.ClientOptions{
-		BaseURL: cfg.WAMM.APIURL,
-		Token:   cfg.WAMM.Token,
-		Timeout: cfg.WAMM.Timeout.Duration,
+		BaseURL: ch.APIURL,
+		Token:   ch.Token,
+		Timeout: ch.Timeout,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("build wamm client: %w", err)
+		return nil, fmt.Errorf("build wamm client of channel %s: %w", ch.Name, err)
 	}
 	r, err := reconcile.New(reconcile.Options{
+		Channel:         ch.Name,
 		Poller:          client,
 		Store:           st,
 		Ingester:        ingester,
 		Seen:            seenIngester{store: st},
-		Interval:        cfg.Reconcile.Interval.Duration,
-		Grace:           cfg.Reconcile.Grace.Duration,
-		BackoffMax:      cfg.Reconcile.BackoffMax.Duration,
-		BackfillOnStart: cfg.Reconcile.BackfillOnStart,
+		Interval:        ch.Reconcile.Interval.Duration,
+		Grace:           ch.Reconcile.Grace.Duration,
+		BackoffMax:      ch.Reconcile.BackoffMax.Duration,
+		BackfillOnStart: ch.Reconcile.BackfillOnStart,
 		// Messages older than the dedup retention may have been pruned from
 		// the store; without this bound they would look missed again.
 		MaxAge:     cfg.Dedup.Retention.Duration * 9 / 10,
@@ -232,9 +251,39 @@ func newReconciler(cfg config.Config, st store.Store, ingester reconcile.Ingeste
 		Now:        now,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("build reconciler: %w", err)
+		return nil, fmt.Errorf("build reconciler of channel %s: %w", ch.Name, err)
 	}
 	return r, nil
+}
+
+// channelReports is /api/v1/channels: every channel, with its
+// reconciler's status where it has one.
+func (a *App) channelReports(context.Context) []relay.ChannelReport {
+	var out []relay.ChannelReport
+	for _, ch := range a.cfg.Channels() {
+		rep := relay.ChannelReport{Name: ch.Name, WebhookPath: a.cfg.Server.WebhookPath}
+		if ch.Name != config.DefaultChannel {
+			rep.WebhookPath += "/" + ch.Name
+		}
+		enabled := false
+		for _, r := range a.reconcilers {
+			if r.Channel() == ch.Name {
+				enabled = true
+				rep.Reconcile = channelReconcileJSON{Enabled: true, Status: r.Status()}
+			}
+		}
+		if !enabled {
+			rep.Reconcile = channelReconcileJSON{Enabled: false}
+		}
+		out = append(out, rep)
+	}
+	return out
+}
+
+// channelReconcileJSON is the reconcile part of a channel report.
+type channelReconcileJSON struct {
+	Enabled bool `json:"enabled"`
+	reconcile.Status
 }
 
 // Listen binds the public listener so Addr is known before Run.
@@ -249,8 +298,18 @@ func (a *App) Listen() (net.Addr, error) {
 // Store is the instance's outbox (for CLI verbs and tests).
 func (a *App) Store() store.Store { return a.store }
 
-// Reconciler is the instance's reconciler, nil when disabled.
-func (a *App) Reconciler() *reconcile.Reconciler { return a.reconciler }
+// Reconciler is the default channel's reconciler, or the first channel's
+// when the default one has none; nil when no channel reconciles.
+func (a *App) Reconciler() *reconcile.Reconciler {
+	if len(a.reconcilers) == 0 {
+		return nil
+	}
+	return a.reconcilers[0]
+}
+
+// Reconcilers are the reconcilers of every channel that has one, the
+// default channel's first.
+func (a *App) Reconcilers() []*reconcile.Reconciler { return a.reconcilers }
 
 // Run runs every component until ctx ends or one of them fails, then waits
 // for all of them to drain. It returns the first fatal error, nil on a clean
@@ -262,6 +321,7 @@ func (a *App) Run(ctx context.Context) error {
 		"instance": a.instance,
 		"store":    a.cfg.Store.Driver,
 		"targets":  len(a.cfg.Targets),
+		"channels": len(a.cfg.Channels()),
 	}).Info("wamm-relay starting")
 
 	var g run.Group
@@ -276,8 +336,8 @@ func (a *App) Run(ctx context.Context) error {
 	add("relay", a.server.Run)
 	add("targets", a.dispatcher.Run)
 	add("pruner", a.pruner.Run)
-	if a.reconciler != nil {
-		add("reconcile", a.reconciler.Run)
+	for _, r := range a.reconcilers {
+		add("reconcile "+r.Channel(), r.Run)
 	}
 	// Keeps the group alive until ctx ends even if every component is idle.
 	g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })

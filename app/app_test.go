@@ -161,6 +161,7 @@ func TestWebhookFansOutToMatchingTargetsOnce(t *testing.T) {
 		}
 		require.Equal(t, "application/json", req.Header.Get("Content-Type"))
 		require.Equal(t, "webhook", req.Header.Get("X-Wamm-Relay-Source"))
+		require.Equal(t, "default", req.Header.Get("X-Wamm-Channel"))
 		require.Equal(t, "1", req.Header.Get("X-Wamm-Relay-Attempt"))
 		require.NotEmpty(t, req.Header.Get("webhook-timestamp"))
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/relay"
 	"github.com/wamm-relay/wamm-relay/store"
 )
 
@@ -19,7 +20,12 @@ type (
 	ReplayRequest = store.ReplayRequest
 	// Store is the outbox.
 	Store = store.Store
+	// GapFilter selects reconciler gaps to list.
+	GapFilter = store.GapFilter
 )
+
+// GapJSON renders a gap as GET /api/v1/gaps does.
+func GapJSON(g store.Gap) any { return relay.GapJSON(g) }
 
 // Delivery statuses.
 const (

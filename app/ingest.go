@@ -14,7 +14,7 @@ import (
 
 // router picks the targets an event of a kind goes to.
 type router interface {
-	Match(k event.Kind) []string
+	Match(k event.Kind, channel string) []string
 }
 
 // fanoutIngester writes an event with one delivery per matching target; it is
@@ -35,7 +35,7 @@ type handoff interface {
 }
 
 func (f *fanoutIngester) Ingest(ctx context.Context, ev event.Event) (bool, error) {
-	matched := f.router.Match(ev.Kind)
+	matched := f.router.Match(ev.Kind, ev.Channel)
 	err := f.ingest(ctx, ev, matched)
 	if errors.Is(err, store.ErrDuplicate) {
 		return true, nil

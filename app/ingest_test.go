@@ -27,7 +27,7 @@ func (panickingHandoff) IngestHandoff(context.Context, event.Event, []string, st
 
 type everyKind []string
 
-func (r everyKind) Match(event.Kind) []string { return r }
+func (r everyKind) Match(event.Kind, string) []string { return r }
 
 // A panic between Reserve and Start must still give the reserved worker
 // back: the dispatcher's drain waits for every reservation, so a lost one

@@ -41,7 +41,7 @@ var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/api"}
 var reservedHeaders = []string{
 	"Content-Type", "Content-Length", "Transfer-Encoding", "Host", "Connection",
 	"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature",
-	"X-Wamm-Relay-Source", "X-Wamm-Relay-Attempt",
+	"X-Wamm-Relay-Source", "X-Wamm-Relay-Attempt", "X-Wamm-Channel",
 }
 
 var eventKinds = []string{EventMsg, EventMsgState, EventRaw}

@@ -67,3 +67,6 @@ func (r *Reconciler) noteStatus(rep Report, err error, now time.Time, pass bool)
 		st.GapsOpen = rep.GapsOpen
 	}
 }
+
+// Grace is the channel's grace period.
+func (r *Reconciler) Grace() time.Duration { return r.opts.Grace }

@@ -33,6 +33,7 @@ func (s *Server) routeAdmin(g *gin.RouterGroup) {
 	g.GET("/deliveries", s.handleListDeliveries)
 	g.POST("/deliveries/replay", s.handleReplay)
 	g.GET("/targets", s.handleTargets)
+	s.routeGaps(g)
 }
 
 // requireAdmin checks "Authorization: Bearer <token>" in constant time.

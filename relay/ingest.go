@@ -54,7 +54,12 @@ func (s *Server) handleWebhook(c *gin.Context) {
 		return s.log.WithFields(fields)
 	}
 
-	if !s.webhookAuthorized(c) {
+	channel, ok := s.webhookChannel(c)
+	if !ok {
+		c.JSON(http.StatusNotFound, errorBody("not found"))
+		return
+	}
+	if !s.webhookAuthorized(c, channel) {
 		s.reject(c, log, http.StatusUnauthorized, reasonUnauthorized, "missing or wrong webhook secret", nil)
 		return
 	}
@@ -93,6 +98,9 @@ func (s *Server) handleWebhook(c *gin.Context) {
 		s.reject(c, log, http.StatusBadRequest, reasonBadJSON, "body is not valid JSON", nil)
 		return
 	}
+	if channel != event.DefaultChannel {
+		ev.ScopeTo(channel)
+	}
 
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.opts.IngestTimeout)
 	start := time.Now()
@@ -121,18 +129,46 @@ func (s *Server) handleWebhook(c *gin.Context) {
 	c.JSON(http.StatusOK, ingestResponse{OK: true, Duplicate: duplicate})
 }
 
-// webhookAuthorized accepts the secret as the path suffix or, without a
-// suffix, as ?secret=. Without a configured secret only the bare path is
-// routed, so there is nothing to check.
-func (s *Server) webhookAuthorized(c *gin.Context) bool {
-	if s.opts.WebhookSecret == "" {
-		return true
+// webhookChannel tells which channel a request's path names:
+// {path} and {path}/<secret> are the default channel's, {path}/{channel}
+// and {path}/{channel}/<secret> a named one's ({path}/default the default
+// channel's). ok is false for a path that names no channel.
+func (s *Server) webhookChannel(c *gin.Context) (string, bool) {
+	seg, hasSeg := c.Params.Get("seg")
+	_, hasSecret := c.Params.Get("secret")
+	switch {
+	case !hasSeg:
+		return event.DefaultChannel, true
+	case seg == event.DefaultChannel:
+		return event.DefaultChannel, true
+	}
+	if _, ok := s.channelSecrets[seg]; ok {
+		return seg, true
+	}
+	// The default channel's secret, as the path suffix.
+	return event.DefaultChannel, !hasSecret && s.opts.WebhookSecret != ""
+}
+
+// webhookAuthorized accepts the channel's secret as the path suffix or,
+// without a suffix, as ?secret=. A channel without a secret accepts any
+// request on its path.
+func (s *Server) webhookAuthorized(c *gin.Context, channel string) bool {
+	want := s.opts.WebhookSecret
+	if channel != event.DefaultChannel {
+		want = s.channelSecrets[channel]
 	}
 	got, inPath := c.Params.Get("secret")
+	if seg, ok := c.Params.Get("seg"); ok && !inPath && channel == event.DefaultChannel && seg != event.DefaultChannel {
+		got, inPath = seg, true
+	}
+	if want == "" {
+		// A secret in the path of a channel that has none is a mistyped URL.
+		return !inPath
+	}
 	if !inPath {
 		got = c.Query("secret")
 	}
-	return equalSecret(got, s.opts.WebhookSecret)
+	return equalSecret(got, want)
 }
 
 // reject answers a webhook with an error, counts it and logs the reason:

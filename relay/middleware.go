@@ -99,7 +99,7 @@ func (s *Server) redactQuery(raw string) string {
 // redactLiteral replaces the webhook secret and the admin token, raw or
 // URL-escaped, wherever they appear.
 func (s *Server) redactLiteral(v string) string {
-	for _, secret := range []string{s.opts.WebhookSecret, s.opts.AdminToken} {
+	for _, secret := range s.secrets {
 		if secret == "" {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,13 @@ type Admin interface {
 	StatsSource
 }
 
+// WebhookChannel is a named channel's webhook: its name and its secret
+// ("" accepts any request on its path).
+type WebhookChannel struct {
+	Name   string
+	Secret string
+}
+
 // Options configures a Server. Zero durations and sizes take the Default
 // constants; negative ones are rejected.
 type Options struct {
@@ -63,7 +71,12 @@ type Options struct {
 	// accepted as {WebhookPath}/<secret> or {WebhookPath}?secret=<secret>.
 	WebhookPath   string
 	WebhookSecret string
-	MaxBodyBytes  int64
+	// Channels are the named WAMM channels beside the default one. Each
+	// posts to {WebhookPath}/{name}; with a secret, to
+	// {WebhookPath}/{name}/<secret> or {WebhookPath}/{name}?secret=<secret>.
+	// Its events are scoped to it (event.Event.ScopeTo).
+	Channels     []WebhookChannel
+	MaxBodyBytes int64
 	// AdminToken is the bearer token of /api/v1; empty disables the admin API.
 	AdminToken string
 	// TrustedProxies are the CIDRs (or IPs) whose X-Forwarded-For is
@@ -94,6 +107,10 @@ type Options struct {
 	// Admin serves the admin API (required when AdminToken is set) and feeds
 	// the stats collector (registered when Admin and Registerer are set).
 	Admin Admin
+	// Gaps serves /api/v1/gaps when set (with AdminToken).
+	Gaps GapStore
+	// ChannelReports serves /api/v1/channels when set (with AdminToken).
+	ChannelReports func(ctx context.Context) []ChannelReport
 	// Ready is /readyz's check (the store's Ping); nil checks nothing.
 	Ready func(ctx context.Context) error
 	// Targets are the configured target names, in configured order.
@@ -174,6 +191,22 @@ func (o *Options) validate() error {
 		// A / cannot be matched as one path segment; say so without the value.
 		return errors.New("relay options: WebhookSecret must not contain /")
 	}
+	seen := map[string]bool{}
+	for i, ch := range o.Channels {
+		switch {
+		case ch.Name == "" || strings.ContainsAny(ch.Name, "/?#%:"):
+			return fmt.Errorf("relay options: Channels[%d]: name %q must be a plain path segment", i, ch.Name)
+		case ch.Name == event.DefaultChannel || event.ReservedChannelName(ch.Name):
+			return fmt.Errorf("relay options: Channels[%d]: name %q is reserved", i, ch.Name)
+		case seen[ch.Name]:
+			return fmt.Errorf("relay options: Channels[%d]: name %q repeated", i, ch.Name)
+		case o.WebhookSecret != "" && ch.Name == o.WebhookSecret:
+			return fmt.Errorf("relay options: Channels[%d]: name must differ from WebhookSecret", i)
+		case strings.Contains(ch.Secret, "/"):
+			return fmt.Errorf("relay options: Channels[%d]: secret must not contain /", i)
+		}
+		seen[ch.Name] = true
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -210,6 +243,10 @@ type Server struct {
 	srv     *http.Server
 	sem     chan struct{}
 	metrics *metrics
+	// channelSecrets maps each named channel to its webhook secret.
+	channelSecrets map[string]string
+	// secrets are redacted wherever they appear in a logged value.
+	secrets []string
 
 	draining     atomic.Bool
 	readyFailing atomic.Bool
@@ -237,6 +274,19 @@ func New(opts Options) (*Server, error) {
 		log:     opts.Logger,
 		sem:     make(chan struct{}, opts.MaxInFlight),
 		metrics: newMetrics(),
+
+		channelSecrets: make(map[string]string, len(opts.Channels)),
+	}
+	for _, secret := range []string{opts.WebhookSecret, opts.AdminToken} {
+		if secret != "" {
+			s.secrets = append(s.secrets, secret)
+		}
+	}
+	for _, ch := range opts.Channels {
+		s.channelSecrets[ch.Name] = ch.Secret
+		if ch.Secret != "" && !slices.Contains(s.secrets, ch.Secret) {
+			s.secrets = append(s.secrets, ch.Secret)
+		}
 	}
 	if opts.Registerer != nil {
 		if err := s.metrics.register(opts.Registerer); err != nil {
@@ -283,9 +333,16 @@ func (s *Server) buildEngine() (*gin.Engine, error) {
 	e.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, errorBody("not found")) })
 	e.NoMethod(func(c *gin.Context) { c.JSON(http.StatusMethodNotAllowed, errorBody("method not allowed")) })
 
+	// One wildcard segment serves both the default channel's secret and a
+	// named channel (gin cannot route two wildcards at one position): a
+	// segment naming a channel is that channel, anything else is the
+	// default channel's secret.
 	e.POST(s.opts.WebhookPath, s.handleWebhook)
-	if s.opts.WebhookSecret != "" {
-		e.POST(s.opts.WebhookPath+"/:secret", s.handleWebhook)
+	if s.opts.WebhookSecret != "" || len(s.opts.Channels) > 0 {
+		e.POST(s.opts.WebhookPath+"/:seg", s.handleWebhook)
+	}
+	if len(s.opts.Channels) > 0 {
+		e.POST(s.opts.WebhookPath+"/:seg/:secret", s.handleWebhook)
 	}
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"ok": true}) })
 	e.GET("/readyz", s.handleReadyz)

@@ -102,6 +102,14 @@ func TestUnsignedTargetGetsNoSignature(t *testing.T) {
 	require.Empty(t, got.header.Values("webhook-signature"))
 	require.Equal(t, "webhook", got.header.Get("X-Wamm-Relay-Source"))
 	require.Equal(t, DefaultUserAgent, got.header.Get("User-Agent"))
+	require.Equal(t, "default", got.header.Get("X-Wamm-Channel"))
+
+	st.add("crm", event.ChannelKey("sales", event.MsgKey("2")), []byte(`{}`), event.SourceWebhook)
+	_, err = h.d.DeliverDue(context.Background(), "crm")
+	require.NoError(t, err)
+	got = rec.next(t, 5*time.Second)
+	require.Equal(t, "sales", got.header.Get("X-Wamm-Channel"))
+	require.Equal(t, "sales:msg:2", got.header.Get("webhook-id"))
 }
 
 func TestRetryIsSignedAfreshWithANewTimestamp(t *testing.T) {

@@ -107,7 +107,8 @@ func (s *sender) send(ctx context.Context, d event.Delivery, attempt int, at tim
 		SetHeader("Content-Type", "application/json").
 		SetHeaderVerbatim("webhook-id", string(d.EventKey)).
 		SetHeaderVerbatim("webhook-timestamp", ts).
-		SetHeader("X-Wamm-Relay-Attempt", strconv.Itoa(attempt))
+		SetHeader("X-Wamm-Relay-Attempt", strconv.Itoa(attempt)).
+		SetHeaderVerbatim("X-Wamm-Channel", event.ChannelOf(d.EventKey))
 	if d.Source != "" {
 		req.SetHeader("X-Wamm-Relay-Source", string(d.Source))
 	}

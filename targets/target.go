@@ -27,6 +27,9 @@ type Target struct {
 	// Events lists the kinds the target receives; empty means every kind,
 	// including raw events.
 	Events []event.Kind
+	// Channels lists the WAMM channels the target receives; empty means
+	// every channel.
+	Channels []string
 	// Timeout bounds one attempt (connect, request, response headers and the
 	// capped body read). Must be > 0.
 	Timeout time.Duration
@@ -59,7 +62,7 @@ var knownKinds = []event.Kind{event.KindMsg, event.KindMsgState, event.KindRaw}
 var reservedHeaders = []string{
 	"content-type", "content-length", "transfer-encoding", "host", "connection",
 	"webhook-id", "webhook-timestamp", "webhook-signature",
-	"x-wamm-relay-source", "x-wamm-relay-attempt",
+	"x-wamm-relay-source", "x-wamm-relay-attempt", "x-wamm-channel",
 }
 
 // Table decides which targets receive which events. It is immutable after
@@ -71,6 +74,9 @@ type Table struct {
 	// unfiltered are the targets with no Events filter: the match for a
 	// kind nobody lists.
 	unfiltered []string
+	// channels holds the channel filter of each target that has one; with
+	// none, Match needs no per-channel step.
+	channels map[string][]string
 }
 
 // NewTable validates the targets and precomputes the match for every kind.
@@ -90,6 +96,13 @@ func NewTable(ts []Target) (*Table, error) {
 		seen[tg.Name] = true
 		tg.Headers = maps.Clone(tg.Headers)
 		tg.Events = slices.Clone(tg.Events)
+		tg.Channels = slices.Clone(tg.Channels)
+		if len(tg.Channels) > 0 {
+			if t.channels == nil {
+				t.channels = map[string][]string{}
+			}
+			t.channels[tg.Name] = tg.Channels
+		}
 		t.targets = append(t.targets, tg)
 		t.names = append(t.names, tg.Name)
 		if len(tg.Events) == 0 {
@@ -116,14 +129,27 @@ func NewTable(ts []Target) (*Table, error) {
 	return t, nil
 }
 
-// Match returns the names of the targets that receive events of kind k, in
-// configuration order; nil when none does. The result is the caller's.
-func (t *Table) Match(k event.Kind) []string {
+// Match returns the names of the targets that receive events of kind k from
+// channel ("" is event.DefaultChannel), in configuration order; nil when
+// none does. The result is the caller's.
+func (t *Table) Match(k event.Kind, channel string) []string {
 	names, ok := t.byKind[k]
 	if !ok {
 		names = t.unfiltered
 	}
-	return slices.Clone(names)
+	if t.channels == nil {
+		return slices.Clone(names)
+	}
+	if channel == "" {
+		channel = event.DefaultChannel
+	}
+	var out []string
+	for _, n := range names {
+		if chans, filtered := t.channels[n]; !filtered || slices.Contains(chans, channel) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Names returns every target name in configuration order.
@@ -135,6 +161,7 @@ func (t *Table) Targets() []Target {
 	for i, tg := range t.targets {
 		tg.Headers = maps.Clone(tg.Headers)
 		tg.Events = slices.Clone(tg.Events)
+		tg.Channels = slices.Clone(tg.Channels)
 		out[i] = tg
 	}
 	return out

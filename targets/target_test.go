@@ -35,14 +35,14 @@ func TestTableMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.kind), func(t *testing.T) {
-			require.Equal(t, tt.want, table.Match(tt.kind))
+			require.Equal(t, tt.want, table.Match(tt.kind, ""))
 		})
 	}
 
 	t.Run("result is the caller's", func(t *testing.T) {
-		got := table.Match(event.KindMsg)
+		got := table.Match(event.KindMsg, "")
 		got[0] = "mutated"
-		require.Equal(t, []string{"all", "msgs", "both"}, table.Match(event.KindMsg))
+		require.Equal(t, []string{"all", "msgs", "both"}, table.Match(event.KindMsg, ""))
 	})
 
 	t.Run("no target matches", func(t *testing.T) {
@@ -50,8 +50,37 @@ func TestTableMatch(t *testing.T) {
 		only.Events = []event.Kind{event.KindMsg}
 		tb, err := NewTable([]Target{only})
 		require.NoError(t, err)
-		require.Empty(t, tb.Match(event.KindRaw))
+		require.Empty(t, tb.Match(event.KindRaw, ""))
 	})
+}
+
+func TestTableMatchByChannel(t *testing.T) {
+	all := testTarget("all", "http://a.example/")
+	sales := testTarget("sales-crm", "http://b.example/")
+	sales.Channels = []string{"sales"}
+	def := testTarget("default-bot", "http://c.example/")
+	def.Channels = []string{"default"}
+	def.Events = []event.Kind{event.KindMsg}
+	table, err := NewTable([]Target{all, sales, def})
+	require.NoError(t, err)
+
+	tests := []struct {
+		kind    event.Kind
+		channel string
+		want    []string
+	}{
+		{event.KindMsg, "", []string{"all", "default-bot"}},
+		{event.KindMsg, "default", []string{"all", "default-bot"}},
+		{event.KindMsg, "sales", []string{"all", "sales-crm"}},
+		{event.KindMsgState, "sales", []string{"all", "sales-crm"}},
+		{event.KindMsgState, "default", []string{"all"}},
+		{event.KindMsg, "tg", []string{"all"}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.kind)+"@"+tt.channel, func(t *testing.T) {
+			require.Equal(t, tt.want, table.Match(tt.kind, tt.channel))
+		})
+	}
 }
 
 func TestNewTableRejects(t *testing.T) {
@@ -102,7 +131,7 @@ func TestEmptyTableMatchesNothing(t *testing.T) {
 	tbl, err := NewTable(nil)
 	require.NoError(t, err, "no targets is valid: events are stored and delivered nowhere")
 	for _, k := range []event.Kind{event.KindMsg, event.KindMsgState, event.KindRaw} {
-		require.Empty(t, tbl.Match(k))
+		require.Empty(t, tbl.Match(k, ""))
 	}
 	require.Empty(t, tbl.Names())
 }

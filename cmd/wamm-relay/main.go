@@ -22,7 +22,9 @@ const usage = `wamm-relay: a durable webhook relay for the WAMM.chat API
 Usage:
   wamm-relay serve        [-config PATH]
   wamm-relay check-config [-config PATH]
-  wamm-relay reconcile --once [-config PATH]
+  wamm-relay reconcile --once [--channel C] [-config PATH]
+  wamm-relay gaps list    [--status open|resolved|all] [--channel C] [--json] [-config PATH]
+  wamm-relay gaps resolve ID [--note TEXT] [-config PATH]
   wamm-relay deliveries list   [--status S] [--target T] [--limit N] [--json] [-config PATH]
   wamm-relay deliveries replay (--id ID... | --target T --status dead) [-config PATH]
   wamm-relay demo [--duration D]
@@ -98,6 +100,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdReconcile(ctx, rest, stdout, stderr)
 	case "deliveries":
 		return cmdDeliveries(ctx, rest, stdout, stderr)
+	case "gaps":
+		return cmdGaps(ctx, rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "healthcheck":

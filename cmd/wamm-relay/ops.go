@@ -33,6 +33,7 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("reconcile", stderr)
 	path := fs.String("config", "", "configuration file")
 	once := fs.Bool("once", false, "run one reconciliation pass and exit")
+	channel := fs.String("channel", "", "only this channel (default: every channel with a token)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -43,10 +44,30 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if cfg.WAMM.Token == "" {
+	// Every channel with a token reconciles for this run, whatever its
+	// enabled key says: asking for a pass is asking for it.
+	withToken := 0
+	found := *channel == ""
+	for _, ch := range cfg.Channels() {
+		if *channel != "" && ch.Name == *channel {
+			found = true
+		}
+		if ch.Token != "" && (*channel == "" || ch.Name == *channel) {
+			withToken++
+		}
+	}
+	switch {
+	case !found:
+		return usagef("reconcile: --channel %q names no configured channel", *channel)
+	case withToken == 0 && (*channel == "" || *channel == config.DefaultChannel):
 		return &configError{err: fmt.Errorf("config: wamm.token: required for reconcile (set WAMM_TOKEN or [wamm] token)")}
+	case withToken == 0:
+		return &configError{err: fmt.Errorf("config: channel %s has no token to reconcile with", *channel)}
 	}
 	cfg.Reconcile.Enabled = true
+	for i := range cfg.WAMM.Channels {
+		cfg.WAMM.Channels[i].Reconcile.Enabled = true
+	}
 	log, err := cliLogger(cfg, stderr)
 	if err != nil {
 		return err
@@ -58,12 +79,18 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer a.Close()
 	// One poll, then the grace period (so a webhook on its way still wins),
 	// then what is still missing is enqueued for the serving relay to deliver.
-	fmt.Fprintf(stdout, "polling msg_get_last; messages not yet relayed wait %s of grace before they are enqueued\n", cfg.Reconcile.Grace.Duration)
-	report, err := a.Reconciler().ReconcileAndWait(ctx)
-	if err != nil {
-		return fmt.Errorf("reconcile: %w", err)
+	for _, r := range a.Reconcilers() {
+		if *channel != "" && r.Channel() != *channel {
+			continue
+		}
+		fmt.Fprintf(stdout, "channel %s: polling msg_get_last; messages not yet relayed wait %s of grace before they are enqueued\n",
+			r.Channel(), r.Grace())
+		report, err := r.ReconcileAndWait(ctx)
+		if err != nil {
+			return fmt.Errorf("reconcile channel %s: %w", r.Channel(), err)
+		}
+		fmt.Fprintf(stdout, "channel %s: %s\n", r.Channel(), report)
 	}
-	fmt.Fprintln(stdout, report)
 	return a.Close()
 }
 
