@@ -153,7 +153,7 @@ func (e *rcEnv) missed(phone, text string) wammfake.Message {
 	return e.account.Receive(phone, text)
 }
 
-// metric reads one series (labels as name, value pairs) from the relay's
+// metric reads the series (labels as name, value pairs) from the relay's
 // /metrics; an absent series reads 0.
 func (e *rcEnv) metric(name string, labels ...string) (float64, error) {
 	resp, err := http.Get(e.relay.base + "/metrics")
@@ -173,20 +173,27 @@ func (e *rcEnv) metric(name string, labels ...string) (float64, error) {
 	for i := 0; i+1 < len(labels); i += 2 {
 		want[labels[i]] = labels[i+1]
 	}
+	// Series are summed over the labels not asked for (the channel, say).
+	var sum float64
 	for _, m := range fams[name].GetMetric() {
 		got := map[string]string{}
 		for _, l := range m.GetLabel() {
 			got[l.GetName()] = l.GetValue()
 		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
+		match := true
+		for k, v := range want {
+			match = match && got[k] == v
+		}
+		if !match {
 			continue
 		}
 		if c := m.GetCounter(); c != nil {
-			return c.GetValue(), nil
+			sum += c.GetValue()
+			continue
 		}
-		return m.GetGauge().GetValue(), nil
+		sum += m.GetGauge().GetValue()
 	}
-	return 0, nil
+	return sum, nil
 }
 
 func (e *rcEnv) requireMetric(t *testing.T, name string, labels ...string) float64 {

@@ -213,7 +213,7 @@ func (s *Store) Chats(ctx context.Context, channel, chat string, limit int) ([]s
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
 	q = `SELECT c.chat, COALESCE((SELECT m.msg_id FROM events m INDEXED BY events_chat
-			WHERE m.chat = c.chat AND m.channel = ? AND m.kind = 'msg' ORDER BY m.id DESC LIMIT 1), ''),
+			WHERE m.chat = c.chat AND m.chat <> '' AND m.channel = ? AND m.kind = 'msg' ORDER BY m.id DESC LIMIT 1), ''),
 		e.received_at
 		FROM (` + q + `) c JOIN events e ON e.id = c.last ORDER BY c.last DESC`
 	args = append([]any{channelName(channel)}, args...)
