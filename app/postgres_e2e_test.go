@@ -63,7 +63,12 @@ func pgMetric(base, series string) float64 {
 }
 
 func polls(base, outcome string) float64 {
-	return pgMetric(base, `wamm_relay_reconcile_polls_total{outcome="`+outcome+`"}`)
+	return channelPolls(base, "default", outcome)
+}
+
+// channelPolls reads the reconcile passes of one channel by outcome.
+func channelPolls(base, channel, outcome string) float64 {
+	return pgMetric(base, `wamm_relay_reconcile_polls_total{channel="`+channel+`",outcome="`+outcome+`"}`)
 }
 
 // TestReconcilerRunsOnOneLeader runs two instances on one schema, both with

@@ -61,6 +61,9 @@ type rcOptions struct {
 	// holdSender leaves the account's webhook sender stopped until
 	// startSender is called: webhooks queue up meanwhile.
 	holdSender bool
+	// pgDSN, when set, runs the relay on that PostgreSQL schema instead of
+	// a SQLite file.
+	pgDSN string
 }
 
 // rcEnv is a fake WAMM account wired to a relay with the reconciler on.
@@ -106,14 +109,27 @@ func startRcEnv(t *testing.T, o rcOptions) *rcEnv {
 	cfg.Reconcile.Grace = config.D(o.grace)
 	cfg.Reconcile.BackoffMax = config.D(o.backoffMax)
 	cfg.Reconcile.BackfillOnStart = o.backfill
+	cfg.Server.AdminToken = "admin-token-0123456789"
+	if o.pgDSN != "" {
+		cfg.Store.Driver, cfg.Store.DSN = config.DriverPostgres, o.pgDSN
+	}
 
 	env := &rcEnv{account: account, api: spy, cfg: cfg}
-	env.relay = startRelay(t, cfg)
+	env.relay = env.start(t)
 	account.SetWebhookURL(env.relay.base + cfg.Server.WebhookPath)
 	if !o.holdSender {
 		env.startSender(t)
 	}
 	return env
+}
+
+// start runs a relay on the environment's configuration.
+func (e *rcEnv) start(t *testing.T) *relayUnderTest {
+	t.Helper()
+	if e.cfg.Store.Driver == config.DriverPostgres {
+		return startPGRelay(t, e.cfg)
+	}
+	return startRelay(t, e.cfg)
 }
 
 // startSender starts posting the account's webhooks; the sender stops before

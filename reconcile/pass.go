@@ -203,7 +203,7 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 		for _, p := range read {
 			// A full page of a chat that overlaps nothing known goes back
 			// less far than the chat's gap: the rest is beyond msg_get.
-			if p.full && !r.overlaps(p.all, known, now) {
+			if p.full && !r.chatOverlaps(p.all, known, now) {
 				chatGaps = append(chatGaps, r.chatGap(p, now))
 			}
 			r.observe(p.msgs, known, now, rep)
@@ -388,6 +388,23 @@ func (r *Reconciler) checkOverflow(pages [2][]wamm.Message, known map[string]sto
 		r.interval = r.opts.Interval
 	}
 	return nil
+}
+
+// chatOverlaps is overlaps for a chat's page: the candidates this pass
+// just took from the window do not count, they are the very messages the
+// page repeats.
+func (r *Reconciler) chatOverlaps(page []wamm.Message, known map[string]store.KnownMessage, now time.Time) bool {
+	for _, m := range page {
+		if _, ok := known[m.MsgID]; ok || r.history(m) || r.tooOld(m, now) {
+			return true
+		}
+		for _, key := range []event.Key{event.MsgKey(m.MsgID), r.stateCand[m.MsgID]} {
+			if c, ok := r.cands[key]; ok && c.firstSeen.Before(now) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // queueChats queues the chats of msgs for msg_get and returns how many were
