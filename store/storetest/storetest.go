@@ -748,6 +748,48 @@ func testRecord(t *testing.T, open Harness) {
 		require.Equal(t, event.StatusDelivered, get(t, s, first[0].ID).Status)
 	})
 
+	t.Run("expired lease gets ErrLeaseLost although nobody re-claimed", func(t *testing.T) {
+		for _, handoff := range []bool{false, true} {
+			t.Run(fmt.Sprintf("handoff=%v", handoff), func(t *testing.T) {
+				s := newStore(t, open)
+				var d event.Delivery
+				if h, ok := s.(store.HandoffIngester); ok && handoff {
+					ds, err := h.IngestHandoff(ctx, rawEvent("k", at(0)), []string{"a"},
+						store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: at(30 * sec)})
+					require.NoError(t, err)
+					require.Len(t, ds, 1)
+					d = ds[0]
+				} else {
+					if handoff {
+						t.Skip("backend has no handoff")
+					}
+					ingest(t, s, rawEvent("k", at(0)), "a")
+					d = claim(t, s, "a", "w", 1, 30*sec, at(0))[0]
+				}
+				// The lease ends at 30s; an outcome at exactly its end or later
+				// is refused and changes nothing, in a batch or alone.
+				for _, when := range []time.Time{at(30 * sec), at(31 * sec)} {
+					err := s.Record(ctx, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: when})
+					require.ErrorIs(t, err, store.ErrLeaseLost, "outcome at %s", when)
+				}
+				got := get(t, s, d.ID)
+				require.Equal(t, event.StatusPending, got.Status, "an expired lease changes nothing")
+				require.Zero(t, got.Attempts)
+				// The delivery is claimable again, by anyone.
+				again := claimOne(t, s, "a", "other", at(31*sec))
+				record(t, s, again.ID, "other", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(32 * sec)})
+			})
+		}
+	})
+
+	t.Run("outcome just before the lease ends is recorded", func(t *testing.T) {
+		s := newStore(t, open)
+		ingest(t, s, rawEvent("k", at(0)), "a")
+		d := claim(t, s, "a", "w", 1, 30*sec, at(0))[0]
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(30*sec - time.Millisecond)})
+		require.Equal(t, event.StatusDelivered, get(t, s, d.ID).Status)
+	})
+
 	t.Run("recording twice gets ErrLeaseLost", func(t *testing.T) {
 		s := newStore(t, open)
 		ingest(t, s, rawEvent("k", at(0)), "a")
