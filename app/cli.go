@@ -1,6 +1,10 @@
 package app
 
 import (
+	"context"
+	"errors"
+	"fmt"
+
 	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/store"
 )
@@ -27,3 +31,20 @@ const (
 	StatusDelivered = event.StatusDelivered
 	StatusDead      = event.StatusDead
 )
+
+// ErrBackupUnsupported: the store cannot copy itself (PostgreSQL, whose own
+// tools, pg_dump or a base backup, do it better).
+var ErrBackupUnsupported = errors.New("this store is backed up with its database's own tools")
+
+// Backup writes an online, consistent copy of st to the new file dest (see
+// store.Backuper).
+func Backup(ctx context.Context, st Store, dest string) error {
+	b, ok := st.(store.Backuper)
+	if !ok {
+		return ErrBackupUnsupported
+	}
+	if err := b.Backup(ctx, dest); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}

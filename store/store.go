@@ -155,3 +155,11 @@ type HandoffLease struct {
 	Owner   string
 	Until   time.Time
 }
+
+// Backuper is implemented by stores that can copy themselves online: a
+// consistent snapshot written to a new file at path (never overwriting one)
+// while the store keeps taking writes. Stores on a database server leave
+// this to the server's own tools.
+type Backuper interface {
+	Backup(ctx context.Context, path string) error
+}
