@@ -71,6 +71,17 @@ type Store interface {
 	// and a dead holder's lock passes on.
 	HoldLeader(ctx context.Context, name string) (bool, error)
 
+	// PurgePending marks the pending deliveries of r.Target that are not
+	// leased at r.Now dead, with LastError PurgedError, and returns how
+	// many; for a target removed from the configuration (see
+	// ReassignPending). Leased ones (in flight) are left alone.
+	PurgePending(ctx context.Context, r PurgeRequest) (int, error)
+	// ReassignPending moves the pending deliveries of r.From that are not
+	// leased at r.Now to r.To, due at r.Now with no attempts counted, and
+	// returns how many moved. A delivery whose event already has a delivery
+	// to r.To stays with r.From (the event is never sent to a target twice).
+	ReassignPending(ctx context.Context, r ReassignRequest) (int, error)
+
 	// Prune deletes events received before `before` whose deliveries are all
 	// delivered or dead (and those deliveries), so their keys stop counting
 	// for dedup. It returns how many events were deleted.
@@ -111,6 +122,21 @@ type ReplayRequest struct {
 	Target string
 	Status event.Status
 	Now    time.Time
+}
+
+// PurgedError is the LastError PurgePending gives the deliveries it ends.
+const PurgedError = "target removed"
+
+// PurgeRequest selects the pending deliveries of one target to end.
+type PurgeRequest struct {
+	Target string
+	Now    time.Time
+}
+
+// ReassignRequest moves pending deliveries from one target to another.
+type ReassignRequest struct {
+	From, To string
+	Now      time.Time
 }
 
 // TargetStats summarises one target's deliveries.
