@@ -23,7 +23,28 @@ type (
 	ReplayRequest = store.ReplayRequest
 	// Store is the outbox.
 	Store = store.Store
+	// PurgeRequest selects a target's pending deliveries to end.
+	PurgeRequest = store.PurgeRequest
+	// ReassignRequest moves pending deliveries to another target.
+	ReassignRequest = store.ReassignRequest
 )
+
+// PurgedError is the last error of the deliveries `deliveries purge` ends.
+const PurgedError = store.PurgedError
+
+// PendingOf returns how many deliveries of target are pending in st.
+func PendingOf(ctx context.Context, st Store, target string) (int, error) {
+	stats, err := st.QueueStats(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read queue stats: %w", err)
+	}
+	for _, s := range stats {
+		if s.Target == target {
+			return s.Pending, nil
+		}
+	}
+	return 0, nil
+}
 
 // Delivery statuses.
 const (
