@@ -108,6 +108,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build target table: %w", err)
 	}
+	warnOrphans(ctx, st, table.Names(), log.WithField("component", "store"))
 
 	enqueued := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wamm_relay_events_enqueued_total",
