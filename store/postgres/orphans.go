@@ -20,7 +20,8 @@ func (s *Store) PurgePending(ctx context.Context, r store.PurgeRequest) (int, er
 		return 0, errors.New("purge deliveries: no target given")
 	}
 	tag, err := s.pool.Exec(ctx, `
-		UPDATE deliveries SET status = 'dead', last_error = $2, last_error_at = $3, updated_at = $3
+		UPDATE deliveries SET status = 'dead', last_error = $2, last_error_at = $3, updated_at = $3,
+			lease_owner = NULL, lease_until = NULL
 		WHERE target = $1 AND status = 'pending' AND (lease_until IS NULL OR lease_until <= $3)`,
 		r.Target, store.PurgedError, s.nowOr(r.Now))
 	if err != nil {
