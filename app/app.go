@@ -52,7 +52,7 @@ type App struct {
 	// on, the default channel first.
 	reconcilers []*reconcile.Reconciler
 	pruner      *pruner
-	instance   string
+	instance    string
 
 	closeOnce sync.Once
 	closers   []func() error // LIFO teardown
@@ -111,6 +111,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("build target table: %w", err)
 	}
+	warnOrphans(ctx, st, table.Names(), log.WithField("component", "store"))
 
 	enqueued := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wamm_relay_events_enqueued_total",

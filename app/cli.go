@@ -1,6 +1,10 @@
 package app
 
 import (
+	"context"
+	"errors"
+	"fmt"
+
 	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/relay"
 	"github.com/wamm-relay/wamm-relay/store"
@@ -22,10 +26,31 @@ type (
 	Store = store.Store
 	// GapFilter selects reconciler gaps to list.
 	GapFilter = store.GapFilter
+	// PurgeRequest selects a target's pending deliveries to end.
+	PurgeRequest = store.PurgeRequest
+	// ReassignRequest moves pending deliveries to another target.
+	ReassignRequest = store.ReassignRequest
 )
 
 // GapJSON renders a gap as GET /api/v1/gaps does.
 func GapJSON(g store.Gap) any { return relay.GapJSON(g) }
+
+// PurgedError is the last error of the deliveries `deliveries purge` ends.
+const PurgedError = store.PurgedError
+
+// PendingOf returns how many deliveries of target are pending in st.
+func PendingOf(ctx context.Context, st Store, target string) (int, error) {
+	stats, err := st.QueueStats(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read queue stats: %w", err)
+	}
+	for _, s := range stats {
+		if s.Target == target {
+			return s.Pending, nil
+		}
+	}
+	return 0, nil
+}
 
 // Delivery statuses.
 const (
@@ -33,3 +58,20 @@ const (
 	StatusDelivered = event.StatusDelivered
 	StatusDead      = event.StatusDead
 )
+
+// ErrBackupUnsupported: the store cannot copy itself (PostgreSQL, whose own
+// tools, pg_dump or a base backup, do it better).
+var ErrBackupUnsupported = errors.New("this store is backed up with its database's own tools")
+
+// Backup writes an online, consistent copy of st to the new file dest (see
+// store.Backuper).
+func Backup(ctx context.Context, st Store, dest string) error {
+	b, ok := st.(store.Backuper)
+	if !ok {
+		return ErrBackupUnsupported
+	}
+	if err := b.Backup(ctx, dest); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}

@@ -214,8 +214,8 @@ type Reconciler struct {
 	unrecordedGaps []store.Gap
 	// status is what Status reports, under its own lock so an API call
 	// never waits for a pass.
-	statusMu sync.Mutex
-	status   Status
+	statusMu    sync.Mutex
+	status      Status
 	leaderKnown bool
 	leader      bool
 	// interval is the poll interval in effect: opts.Interval, halved while

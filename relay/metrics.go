@@ -68,6 +68,10 @@ type StatsCollector struct {
 	now     func() time.Time
 
 	pending, dead, oldest, up *prometheus.Desc
+	// orphaned counts, per target the store has pending deliveries for but
+	// the configuration no longer names, what nobody will ever deliver
+	// unless an operator purges or reassigns it.
+	orphaned *prometheus.Desc
 }
 
 // NewStatsCollector reads src with the given timeout per scrape; targets are
@@ -90,6 +94,8 @@ func NewStatsCollector(src StatsSource, targets []string, timeout time.Duration,
 			"Deliveries that gave up and wait for a replay, by target.", []string{"target"}, nil),
 		oldest: prometheus.NewDesc("wamm_relay_oldest_pending_age_seconds",
 			"Age of the oldest pending delivery, by target; 0 when none is pending.", []string{"target"}, nil),
+		orphaned: prometheus.NewDesc("wamm_relay_orphaned_pending_deliveries",
+			"Pending deliveries of a target no longer configured (nobody delivers them: deliveries purge or reassign), by target.", []string{"target"}, nil),
 		up: prometheus.NewDesc("wamm_relay_store_up",
 			"1 when the last scrape could read delivery stats from the store, else 0.", nil, nil),
 	}
@@ -101,6 +107,7 @@ func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.dead
 	ch <- c.oldest
 	ch <- c.up
+	ch <- c.orphaned
 }
 
 // Collect implements prometheus.Collector.
@@ -118,5 +125,8 @@ func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(r.Pending), r.Target)
 		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(r.Dead), r.Target)
 		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, oldestAge(now, r.OldestPending), r.Target)
+		if !r.configured {
+			ch <- prometheus.MustNewConstMetric(c.orphaned, prometheus.GaugeValue, float64(r.Pending), r.Target)
+		}
 	}
 }

@@ -24,6 +24,7 @@ func TestMetricsAfterRequests(t *testing.T) {
 		}
 		return []store.TargetStats{
 			{Target: "crm", Pending: 4, Dead: 2, OldestPending: fixedNow.Add(-30 * time.Second)},
+			{Target: "removed", Pending: 7},
 		}, nil
 	}}
 	reg := prometheus.NewRegistry()
@@ -64,9 +65,11 @@ func TestMetricsAfterRequests(t *testing.T) {
 		`wamm_relay_oldest_pending_age_seconds{target="crm"} 30`,
 		`wamm_relay_oldest_pending_age_seconds{target="erp"} 0`,
 		`wamm_relay_store_up 1`,
+		`wamm_relay_orphaned_pending_deliveries{target="removed"} 7`,
 	} {
 		require.Contains(t, resp.body, line+"\n")
 	}
+	require.NotContains(t, resp.body, `wamm_relay_orphaned_pending_deliveries{target="crm"}`, "configured targets are not orphans")
 
 	statsDown.Store(true)
 	resp = h.do(t, http.MethodGet, "/metrics", nil, nil)

@@ -74,6 +74,16 @@ type Store interface {
 
 	// ReconcileStore holds what the reconciler must keep across restarts.
 	ReconcileStore
+	// PurgePending marks the pending deliveries of r.Target that are not
+	// leased at r.Now dead, with LastError PurgedError, and returns how
+	// many; for a target removed from the configuration (see
+	// ReassignPending). Leased ones (in flight) are left alone.
+	PurgePending(ctx context.Context, r PurgeRequest) (int, error)
+	// ReassignPending moves the pending deliveries of r.From that are not
+	// leased at r.Now to r.To, due at r.Now with no attempts counted, and
+	// returns how many moved. A delivery whose event already has a delivery
+	// to r.To stays with r.From (the event is never sent to a target twice).
+	ReassignPending(ctx context.Context, r ReassignRequest) (int, error)
 
 	// Prune deletes events received before `before` whose deliveries are all
 	// delivered or dead (and those deliveries), so their keys stop counting
@@ -117,6 +127,21 @@ type ReplayRequest struct {
 	Now    time.Time
 }
 
+// PurgedError is the LastError PurgePending gives the deliveries it ends.
+const PurgedError = "target removed"
+
+// PurgeRequest selects the pending deliveries of one target to end.
+type PurgeRequest struct {
+	Target string
+	Now    time.Time
+}
+
+// ReassignRequest moves pending deliveries from one target to another.
+type ReassignRequest struct {
+	From, To string
+	Now      time.Time
+}
+
 // TargetStats summarises one target's deliveries.
 type TargetStats struct {
 	Target    string
@@ -158,4 +183,12 @@ type HandoffLease struct {
 	Targets []string
 	Owner   string
 	Until   time.Time
+}
+
+// Backuper is implemented by stores that can copy themselves online: a
+// consistent snapshot written to a new file at path (never overwriting one)
+// while the store keeps taking writes. Stores on a database server leave
+// this to the server's own tools.
+type Backuper interface {
+	Backup(ctx context.Context, path string) error
 }

@@ -27,6 +27,9 @@ Usage:
   wamm-relay gaps resolve ID [--note TEXT] [-config PATH]
   wamm-relay deliveries list   [--status S] [--target T] [--limit N] [--json] [-config PATH]
   wamm-relay deliveries replay (--id ID... | --target T --status dead) [-config PATH]
+  wamm-relay deliveries purge    --target T --yes [--force] [-config PATH]
+  wamm-relay deliveries reassign --from T --to U [--force] [-config PATH]
+  wamm-relay backup [-config PATH] PATH   (SQLite: online copy to a new file)
   wamm-relay demo [--duration D]
   wamm-relay healthcheck  [-config PATH] [-url URL]
   wamm-relay version
@@ -104,6 +107,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdGaps(ctx, rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr)
+	case "backup":
+		return cmdBackup(ctx, rest, stdout, stderr)
 	case "healthcheck":
 		return cmdHealthcheck(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":

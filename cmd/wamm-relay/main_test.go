@@ -61,7 +61,7 @@ listn = ":8080"
 		{name: "bad flag", args: []string{"serve", "--bogus"}, wantCode: 2, wantErr: []string{"bogus"}},
 		{name: "reconcile needs --once", args: []string{"reconcile", "-config", valid}, wantCode: 2, wantErr: []string{"--once"}},
 		{name: "reconcile without a token is a config error", args: []string{"reconcile", "--once", "-config", valid}, wantCode: 2, wantErr: []string{"wamm.token"}},
-		{name: "deliveries without a verb", args: []string{"deliveries"}, wantCode: 2, wantErr: []string{"list or replay"}},
+		{name: "deliveries without a verb", args: []string{"deliveries"}, wantCode: 2, wantErr: []string{"list, replay, purge or reassign"}},
 		{name: "replay needs a selection", args: []string{"deliveries", "replay", "-config", valid}, wantCode: 2, wantErr: []string{"--id"}},
 		{name: "list rejects an unknown status", args: []string{"deliveries", "list", "--status", "lost", "-config", valid}, wantCode: 2, wantErr: []string{"--status"}},
 	}

@@ -96,15 +96,19 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func cmdDeliveries(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("deliveries: missing verb (list or replay)")
+		return usagef("deliveries: missing verb (list, replay, purge or reassign)")
 	}
 	switch args[0] {
 	case "list":
 		return cmdDeliveriesList(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return cmdDeliveriesReplay(ctx, args[1:], stdout, stderr)
+	case "purge":
+		return cmdDeliveriesPurge(ctx, args[1:], stdout, stderr)
+	case "reassign":
+		return cmdDeliveriesReassign(ctx, args[1:], stdout, stderr)
 	default:
-		return usagef("deliveries: unknown verb %q (list or replay)", args[0])
+		return usagef("deliveries: unknown verb %q (list, replay, purge or reassign)", args[0])
 	}
 }
 

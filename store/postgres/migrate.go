@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -58,24 +59,61 @@ func loadMigrations() ([]migration, error) {
 	return out, nil
 }
 
+// ErrMigrationLock: a migration waited longer than
+// Options.MigrationLockTimeout for a lock, held by another instance that is
+// migrating the same schema or by a long transaction (or VACUUM) on its
+// tables. Nothing was changed by the migration that timed out; opening again
+// once the other is done continues where it stopped.
+var ErrMigrationLock = errors.New("migration lock not available")
+
 // migrate applies the migrations not yet recorded in schema_migrations. It
 // holds a session advisory lock for the schema meanwhile, so instances that
 // start together migrate one after the other and the later ones find nothing
-// left to do.
-func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (err error) {
+// left to do. Every lock it waits for (the advisory lock, then the tables'
+// locks the DDL needs) is bounded by lockTimeout through the session's
+// lock_timeout, so a migration queued behind a long VACUUM fails with
+// ErrMigrationLock instead of hanging the start, and instead of blocking,
+// in the lock queue, every claim and ingest that comes after it.
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, lockTimeout time.Duration) error {
 	migrations, err := loadMigrations()
 	if err != nil {
 		return err
 	}
+	return migrateWith(ctx, pool, schema, migrations, lockTimeout)
+}
+
+func migrateWith(ctx context.Context, pool *pgxpool.Pool, schema string, migrations []migration, lockTimeout time.Duration) (err error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("acquire connection for migrations: %w", err)
 	}
 	defer conn.Release()
 
+	// SET takes no bound parameters; the value is an integer we format.
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", max(lockTimeout.Milliseconds(), 1))); err != nil {
+		return fmt.Errorf("set lock_timeout for migrations: %w", err)
+	}
+	defer func() {
+		// The pooled session goes back to the pool's (unbounded) default;
+		// if that fails, end the session rather than leak the setting.
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, rerr := conn.Exec(rctx, "RESET lock_timeout"); rerr != nil {
+			_ = conn.Conn().Close(rctx)
+		}
+	}()
+	lockErr := func(what string, err error) error {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+			return fmt.Errorf("%s: %w: waited %s (another instance migrating schema %q, or a long transaction or VACUUM on its tables); start again once it is done: %v",
+				what, ErrMigrationLock, lockTimeout, schema, err)
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+
 	lockKey := lockID(schema, "migrations")
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey); err != nil {
-		return fmt.Errorf("lock migrations: %w", err)
+		return lockErr("lock migrations", err)
 	}
 	defer func() {
 		// The caller's ctx may be done; unlock on a fresh one. If the unlock
@@ -95,7 +133,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (err error)
 		name       text        NOT NULL,
 		applied_at timestamptz NOT NULL DEFAULT now()
 	)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+		return lockErr("create schema_migrations", err)
 	}
 	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations")
 	if err != nil {
@@ -126,7 +164,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (err error)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.name, err)
+			return lockErr("apply migration "+m.name, err)
 		}
 	}
 	return nil

@@ -25,6 +25,8 @@ const (
 	DefaultCommitTimeout   = 10 * time.Second
 	DefaultReconnectMax    = 5 * time.Second
 	DefaultApplicationName = "wamm-relay"
+	// DefaultMigrationLockTimeout bounds each lock wait of a migration.
+	DefaultMigrationLockTimeout = 30 * time.Second
 )
 
 // Options configures Open.
@@ -55,6 +57,11 @@ type Options struct {
 	VacuumEvery int
 	// Now is the clock for the timestamps the store sets itself.
 	Now func() time.Time
+	// MigrationLockTimeout bounds each lock a migration waits for (the
+	// migration lock another instance holds, the tables' locks a long
+	// transaction or VACUUM holds); past it Open fails with
+	// ErrMigrationLock. 0 means DefaultMigrationLockTimeout.
+	MigrationLockTimeout time.Duration
 }
 
 func (o Options) validate() error {
@@ -73,6 +80,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("postgres options: CommitTimeout is negative (%s)", o.CommitTimeout)
 	case o.ReconnectMax < 0:
 		return fmt.Errorf("postgres options: ReconnectMax is negative (%s)", o.ReconnectMax)
+	case o.MigrationLockTimeout < 0:
+		return fmt.Errorf("postgres options: MigrationLockTimeout is negative (%s)", o.MigrationLockTimeout)
 	}
 	return nil
 }
@@ -95,6 +104,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MigrationLockTimeout == 0 {
+		o.MigrationLockTimeout = DefaultMigrationLockTimeout
 	}
 }
 
@@ -188,7 +200,7 @@ func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts
 	if schema == nil {
 		return nil, fmt.Errorf("connect to postgres: %w", errNoSchema)
 	}
-	if err := migrate(ctx, pool, *schema); err != nil {
+	if err := migrate(ctx, pool, *schema, opts.MigrationLockTimeout); err != nil {
 		return nil, err
 	}
 	s := &Store{

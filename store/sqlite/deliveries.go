@@ -253,7 +253,7 @@ func (s *Store) Record(ctx context.Context, id int64, owner string, out event.Ou
 // unwrapped, when nothing may be written. The lease itself is dropped once
 // the commit is done (see commitWrites).
 func (s *Store) recordOne(ctx context.Context, update, exists *sql.Stmt, r *recordRequest) error {
-	if s.leases.ownedBy(r.id, r.owner) {
+	if s.leases.ownedBy(r.id, r.owner, r.at) {
 		res, err := update.ExecContext(ctx, string(r.status), r.next, r.deliveredAt, r.statusCode, r.errText, r.errAt, r.at, r.id)
 		if err != nil {
 			return fmt.Errorf("update delivery %d: %w", r.id, err)

@@ -53,13 +53,15 @@ func (t *leaseTable) take(ids []int64, owner string, until, now int64) {
 	}
 }
 
-// ownedBy reports whether owner holds the lease on id (expired or not, as
-// long as nobody else took it since).
-func (t *leaseTable) ownedBy(id int64, owner string) bool {
+// ownedBy reports whether owner holds a live lease on id at at (unix ms).
+// An expired lease is lost even when nobody re-claimed the delivery yet, as
+// on PostgreSQL: a claimer may take it at any moment, so an outcome recorded
+// past the lease could count an attempt twice.
+func (t *leaseTable) ownedBy(id int64, owner string, at int64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l, ok := t.m[id]
-	return ok && l.owner == owner
+	return ok && l.owner == owner && l.until > at
 }
 
 // drop removes the leases on ids, whoever holds them.

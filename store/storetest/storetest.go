@@ -58,6 +58,8 @@ func Run(t *testing.T, open Harness) {
 	t.Run("Gaps", func(t *testing.T) { testGaps(t, open) })
 	t.Run("Chats", func(t *testing.T) { testChats(t, open) })
 	t.Run("HoldLeader", func(t *testing.T) { testHoldLeader(t, open) })
+	t.Run("PurgePending", func(t *testing.T) { testPurgePending(t, open) })
+	t.Run("ReassignPending", func(t *testing.T) { testReassignPending(t, open) })
 	t.Run("Prune", func(t *testing.T) { testPrune(t, open) })
 	t.Run("Ping", func(t *testing.T) { testPing(t, open) })
 	t.Run("Close", func(t *testing.T) { testClose(t, open) })
@@ -752,6 +754,48 @@ func testRecord(t *testing.T, open Harness) {
 		require.Equal(t, event.StatusDelivered, get(t, s, first[0].ID).Status)
 	})
 
+	t.Run("expired lease gets ErrLeaseLost although nobody re-claimed", func(t *testing.T) {
+		for _, handoff := range []bool{false, true} {
+			t.Run(fmt.Sprintf("handoff=%v", handoff), func(t *testing.T) {
+				s := newStore(t, open)
+				var d event.Delivery
+				if h, ok := s.(store.HandoffIngester); ok && handoff {
+					ds, err := h.IngestHandoff(ctx, rawEvent("k", at(0)), []string{"a"},
+						store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: at(30 * sec)})
+					require.NoError(t, err)
+					require.Len(t, ds, 1)
+					d = ds[0]
+				} else {
+					if handoff {
+						t.Skip("backend has no handoff")
+					}
+					ingest(t, s, rawEvent("k", at(0)), "a")
+					d = claim(t, s, "a", "w", 1, 30*sec, at(0))[0]
+				}
+				// The lease ends at 30s; an outcome at exactly its end or later
+				// is refused and changes nothing, in a batch or alone.
+				for _, when := range []time.Time{at(30 * sec), at(31 * sec)} {
+					err := s.Record(ctx, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: when})
+					require.ErrorIs(t, err, store.ErrLeaseLost, "outcome at %s", when)
+				}
+				got := get(t, s, d.ID)
+				require.Equal(t, event.StatusPending, got.Status, "an expired lease changes nothing")
+				require.Zero(t, got.Attempts)
+				// The delivery is claimable again, by anyone.
+				again := claimOne(t, s, "a", "other", at(31*sec))
+				record(t, s, again.ID, "other", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(32 * sec)})
+			})
+		}
+	})
+
+	t.Run("outcome just before the lease ends is recorded", func(t *testing.T) {
+		s := newStore(t, open)
+		ingest(t, s, rawEvent("k", at(0)), "a")
+		d := claim(t, s, "a", "w", 1, 30*sec, at(0))[0]
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(30*sec - time.Millisecond)})
+		require.Equal(t, event.StatusDelivered, get(t, s, d.ID).Status)
+	})
+
 	t.Run("recording twice gets ErrLeaseLost", func(t *testing.T) {
 		s := newStore(t, open)
 		ingest(t, s, rawEvent("k", at(0)), "a")
@@ -1409,5 +1453,104 @@ func testClose(t *testing.T, open Harness) {
 
 	t.Run("Close again", func(t *testing.T) {
 		require.NoError(t, s.Close())
+	})
+}
+
+// orphanStore holds, for target "old": e1 pending (never tried), e2 pending
+// after a failed attempt, e3 leased (in flight until 1m), e4 dead; and for
+// "new": e2 delivered. "keep" has one pending delivery of e1.
+func orphanStore(t *testing.T, open Harness) (store.Store, map[string]int64) {
+	t.Helper()
+	s := newStore(t, open)
+	ingest(t, s, rawEvent("e1", at(0)), "old", "keep")
+	ingest(t, s, rawEvent("e2", at(sec)), "old", "new")
+	ingest(t, s, rawEvent("e3", at(2*sec)), "old")
+	ingest(t, s, rawEvent("e4", at(3*sec)), "old")
+	ids := map[string]int64{}
+	for _, d := range list(t, s, store.ListFilter{}) {
+		ids[d.Target+" "+string(d.EventKey)] = d.ID
+	}
+	// e1 and e2 of old fail once (retry due at 10s), e4 dies, e3 is leased.
+	for _, d := range claim(t, s, "old", "w", 4, minute, at(5*sec)) {
+		switch d.EventKey {
+		case "e1", "e2":
+			record(t, s, d.ID, "w", event.Outcome{Result: event.ResultRetry, NextAttemptAt: at(10 * sec), Error: "http_503", StatusCode: 503, At: at(6 * sec)})
+		case "e4":
+			record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDead, Error: "http_410", StatusCode: 410, At: at(6 * sec)})
+		}
+	}
+	nd := claimOne(t, s, "new", "w", at(5*sec))
+	record(t, s, nd.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(6 * sec)})
+	return s, ids
+}
+
+func testPurgePending(t *testing.T, open Harness) {
+	ctx := context.Background()
+	t.Run("marks unleased pending deliveries dead, only of that target", func(t *testing.T) {
+		s, ids := orphanStore(t, open)
+		n, err := s.PurgePending(ctx, store.PurgeRequest{Target: "old", Now: at(20 * sec)})
+		require.NoError(t, err)
+		require.Equal(t, 2, n, "e1 and e2; e3 is in flight, e4 already dead")
+		for _, k := range []string{"old e1", "old e2"} {
+			d := get(t, s, ids[k])
+			require.Equal(t, event.StatusDead, d.Status, k)
+			require.Equal(t, store.PurgedError, d.LastError, k)
+			require.Equal(t, 1, d.Attempts, "%s: purging charges no attempt", k)
+			requireTime(t, at(20*sec), d.UpdatedAt, k+" UpdatedAt")
+		}
+		require.Equal(t, event.StatusPending, get(t, s, ids["old e3"]).Status, "the leased delivery is left")
+		require.Equal(t, "http_410", get(t, s, ids["old e4"]).LastError)
+		require.Equal(t, event.StatusPending, get(t, s, ids["keep e1"]).Status)
+		require.Empty(t, claim(t, s, "old", "x", 10, minute, at(30*sec)), "nothing purged is claimable")
+
+		// Once its lease ended, the last one goes too; purging again is a no-op.
+		n, err = s.PurgePending(ctx, store.PurgeRequest{Target: "old", Now: at(2 * minute)})
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		n, err = s.PurgePending(ctx, store.PurgeRequest{Target: "old", Now: at(2 * minute)})
+		require.NoError(t, err)
+		require.Zero(t, n)
+		// A purged delivery can be replayed like any dead one.
+		moved, err := s.Replay(ctx, store.ReplayRequest{IDs: []int64{ids["old e1"]}, Now: at(3 * minute)})
+		require.NoError(t, err)
+		require.Equal(t, 1, moved)
+	})
+	t.Run("no target is an error", func(t *testing.T) {
+		s := newStore(t, open)
+		_, err := s.PurgePending(ctx, store.PurgeRequest{Now: at(0)})
+		require.Error(t, err)
+	})
+}
+
+func testReassignPending(t *testing.T, open Harness) {
+	ctx := context.Background()
+	t.Run("moves unleased pending deliveries, due now, attempts reset", func(t *testing.T) {
+		s, ids := orphanStore(t, open)
+		wake := s.Wake()
+		n, err := s.ReassignPending(ctx, store.ReassignRequest{From: "old", To: "new", Now: at(7 * sec)})
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "e1 only: e2 already went to new, e3 is in flight, e4 is dead")
+		requireClosed(t, wake, "wake after reassign")
+
+		d := get(t, s, ids["old e1"])
+		require.Equal(t, "new", d.Target)
+		require.Equal(t, event.StatusPending, d.Status)
+		require.Zero(t, d.Attempts)
+		requireTime(t, at(7*sec), d.NextAttemptAt, "NextAttemptAt")
+		require.Equal(t, "old", get(t, s, ids["old e2"]).Target, "an event is not sent to new twice")
+		require.Equal(t, "old", get(t, s, ids["old e3"]).Target)
+		require.Equal(t, event.StatusDead, get(t, s, ids["old e4"]).Status)
+
+		got := claimOne(t, s, "new", "w2", at(7*sec))
+		require.Equal(t, ids["old e1"], got.ID)
+		require.Equal(t, event.Key("e1"), got.EventKey)
+		record(t, s, got.ID, "w2", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(8 * sec)})
+	})
+	t.Run("bad requests are errors", func(t *testing.T) {
+		s := newStore(t, open)
+		for _, r := range []store.ReassignRequest{{From: "a"}, {To: "a"}, {From: "a", To: "a"}} {
+			_, err := s.ReassignPending(ctx, r)
+			require.Error(t, err, "%+v", r)
+		}
 	})
 }
