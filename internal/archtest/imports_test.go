@@ -39,6 +39,8 @@ var allowed = map[string][]string{
 	// a store, to measure what a store costs.
 	"bench":      {"event", "dedup", "relay"},
 	"bench/soak": {},
+	// deploytest has only tests (and doc.go) for the deployment kit.
+	"deploy/deploytest": {},
 }
 
 // testOnly packages may be imported only from _test.go files.
