@@ -61,6 +61,8 @@ type rcOptions struct {
 	// holdSender leaves the account's webhook sender stopped until
 	// startSender is called: webhooks queue up meanwhile.
 	holdSender bool
+	// config adjusts the relay's configuration before it starts.
+	config func(c *config.Config)
 }
 
 // rcEnv is a fake WAMM account wired to a relay with the reconciler on.
@@ -106,6 +108,9 @@ func startRcEnv(t *testing.T, o rcOptions) *rcEnv {
 	cfg.Reconcile.Grace = config.D(o.grace)
 	cfg.Reconcile.BackoffMax = config.D(o.backoffMax)
 	cfg.Reconcile.BackfillOnStart = o.backfill
+	if o.config != nil {
+		o.config(&cfg)
+	}
 
 	env := &rcEnv{account: account, api: spy, cfg: cfg}
 	env.relay = startRelay(t, cfg)
