@@ -21,7 +21,7 @@ import (
 
 // exportedSpan is what the fake collector keeps of one span.
 type exportedSpan struct {
-	name, service          string
+	name, service           string
 	traceID, spanID, parent string
 }
 
