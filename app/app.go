@@ -86,7 +86,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, err
 	}
 	// Registered first, so it runs last: every span has ended by then.
-	a.onClose(func() error { return flushTracing(tp) })
+	a.onClose(func() error { return flushTracing(tp, log.WithField("component", "tracing")) })
 
 	st, err := OpenStore(ctx, cfg, log.WithField("component", "store"))
 	if err != nil {

@@ -41,8 +41,14 @@ func newTracing(ctx context.Context, c config.Tracing, version string, log *logr
 	return tp, nil
 }
 
-func flushTracing(tp *tracing.Provider) error {
+// flushTracing exports what is still buffered. A collector that is slow or
+// gone loses those spans, with a warning, but never fails the exit: the
+// relay's own work is done.
+func flushTracing(tp *tracing.Provider, log logrus.FieldLogger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
 	defer cancel()
-	return tp.Shutdown(ctx)
+	if err := tp.Shutdown(ctx); err != nil {
+		log.WithError(err).Warn("tracing: spans still buffered at shutdown were not all exported")
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -224,4 +225,30 @@ func TestTracingReconciledEventSharesItsTrace(t *testing.T) {
 		}
 	}
 	require.Positive(t, passes)
+}
+
+// A collector that hangs at shutdown costs at most the flush bound and a
+// warning; the relay still stops cleanly.
+func TestTracingHungCollectorDoesNotFailTheStop(t *testing.T) {
+	release := make(chan struct{})
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); col.Close() })
+	tgt := testutil.NewTarget(t)
+	cfg := testConfig(t, target("crm", tgt.URL))
+	cfg.Tracing = config.Tracing{Enabled: true, Endpoint: col.URL, SampleRatio: 1, ServiceName: "wamm-relay"}
+	r := startRelay(t, cfg)
+	code, _ := r.post(t, "/webhook", msgBody(503, "received"))
+	require.Equal(t, http.StatusOK, code)
+	tgt.WaitDelivered(t, waitLong, "msg:503")
+
+	require.NoError(t, r.stop())
+	start := time.Now()
+	require.NoError(t, r.app.Close(), "a tracing flush failure is logged, not returned")
+	require.Less(t, time.Since(start), 9*time.Second, "the flush is bounded")
+	require.Contains(t, r.logs.String(), "spans still buffered at shutdown were not all exported")
 }
