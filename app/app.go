@@ -23,6 +23,7 @@ import (
 	"github.com/wamm-relay/wamm-relay/relay"
 	"github.com/wamm-relay/wamm-relay/store"
 	"github.com/wamm-relay/wamm-relay/targets"
+	"github.com/wamm-relay/wamm-relay/tracing"
 	"github.com/wamm-relay/wamm-relay/wamm"
 )
 
@@ -81,6 +82,13 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		}
 	}()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	tp, err := newTracing(ctx, cfg.Tracing, opts.Version, log)
+	if err != nil {
+		return nil, err
+	}
+	// Registered first, so it runs last: every span has ended by then.
+	a.onClose(func() error { return flushTracing(tp, log.WithField("component", "tracing")) })
 
 	st, err := OpenStore(ctx, cfg, log.WithField("component", "store"))
 	if err != nil {
@@ -146,6 +154,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		Logger:       log.WithField("component", "targets"),
 		Registerer:   a.registry,
 		Now:          now,
+		Tracer:       tp.Tracer("targets"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build dispatcher: %w", err)
@@ -186,13 +195,14 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		Registerer:        a.registry,
 		Logger:            log.WithField("component", "relay"),
 		Now:               now,
+		Tracer:            tp.Tracer("relay"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build relay: %w", err)
 	}
 
 	for _, ch := range cfg.Channels() {
-		r, err := newReconciler(cfg, ch, st, cache, log, a.registry, now)
+		r, err := newReconciler(cfg, ch, st, cache, log, a.registry, now, tp.Tracer("reconcile"))
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +223,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 
 // newReconciler builds the reconciler of one channel, or returns nil when
 // it is switched off or has no token to poll with.
-func newReconciler(cfg config.Config, ch config.EffectiveChannel, st store.Store, ingester reconcile.Ingester, log *logrus.Logger, reg prometheus.Registerer, now func() time.Time) (*reconcile.Reconciler, error) {
+func newReconciler(cfg config.Config, ch config.EffectiveChannel, st store.Store, ingester reconcile.Ingester, log *logrus.Logger, reg prometheus.Registerer, now func() time.Time, tr *tracing.Tracer) (*reconcile.Reconciler, error) {
 	rlog := log.WithFields(logrus.Fields{"component": "reconcile", "channel": ch.Name})
 	switch {
 	case !ch.Reconcile.Enabled:
@@ -250,6 +260,7 @@ func newReconciler(cfg config.Config, ch config.EffectiveChannel, st store.Store
 		Logger:     rlog,
 		Registerer: reg,
 		Now:        now,
+		Tracer:     tr,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build reconciler of channel %s: %w", ch.Name, err)

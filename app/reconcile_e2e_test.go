@@ -64,6 +64,8 @@ type rcOptions struct {
 	// pgDSN, when set, runs the relay on that PostgreSQL schema instead of
 	// a SQLite file.
 	pgDSN string
+	// config adjusts the relay's configuration before it starts.
+	config func(c *config.Config)
 }
 
 // rcEnv is a fake WAMM account wired to a relay with the reconciler on.
@@ -112,6 +114,9 @@ func startRcEnv(t *testing.T, o rcOptions) *rcEnv {
 	cfg.Server.AdminToken = "admin-token-0123456789"
 	if o.pgDSN != "" {
 		cfg.Store.Driver, cfg.Store.DSN = config.DriverPostgres, o.pgDSN
+	}
+	if o.config != nil {
+		o.config(&cfg)
 	}
 
 	env := &rcEnv{account: account, api: spy, cfg: cfg}

@@ -16,6 +16,7 @@ type Config struct {
 	Store     Store     `toml:"store"`
 	Delivery  Delivery  `toml:"delivery"`
 	Log       Log       `toml:"log"`
+	Tracing   Tracing   `toml:"tracing"`
 	Targets   []Target  `toml:"targets"`
 }
 
@@ -171,6 +172,23 @@ type Log struct {
 	Format string `toml:"format"`
 }
 
+// Tracing is the [tracing] table: OpenTelemetry traces exported over
+// OTLP/HTTP. Off by default; the standard OTEL_* variables the SDK reads
+// (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...) apply when it is on.
+type Tracing struct {
+	Enabled bool `toml:"enabled"`
+	// Endpoint is the collector's OTLP/HTTP base URL; /v1/traces is
+	// appended. Empty leaves it to OTEL_EXPORTER_OTLP_ENDPOINT.
+	Endpoint string `toml:"endpoint"`
+	// SampleRatio is the share of events traced, from 0 to 1.
+	SampleRatio float64 `toml:"sample_ratio"`
+	ServiceName string  `toml:"service_name"`
+	// Insecure sends plain HTTP; an http:// endpoint implies it.
+	Insecure bool `toml:"insecure"`
+	// Headers go with every export (e.g. a vendor's API key); masked.
+	Headers map[string]string `toml:"headers"`
+}
+
 // Event kinds a target may subscribe to; they match event.Kind values.
 const (
 	EventMsg      = "msg"
@@ -278,6 +296,10 @@ func Default() Config {
 		Log: Log{
 			Level:  LogInfo,
 			Format: FormatJSON,
+		},
+		Tracing: Tracing{
+			SampleRatio: 1,
+			ServiceName: "wamm-relay",
 		},
 	}
 }

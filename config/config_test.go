@@ -26,6 +26,7 @@ var testEnv = map[string]string{
 	// decoded values and not on the file's text.
 	"CRM_TOKEN":    "a\"b' = [x]\tc",
 	"BAD_INTERVAL": "abc",
+	"SAMPLE_RATIO": "0.5",
 	"EMPTY":        "",
 	// Integers and booleans, for keys that quote them.
 	"MAX_BODY":          "65536",
@@ -117,6 +118,12 @@ func TestDefaultMatchesInterfaceExample(t *testing.T) {
 
 	require.Equal(t, "info", c.Log.Level)
 	require.Equal(t, "json", c.Log.Format)
+	require.False(t, c.Tracing.Enabled, "tracing is off unless configured")
+	require.Empty(t, c.Tracing.Endpoint)
+	require.InDelta(t, 1.0, c.Tracing.SampleRatio, 0)
+	require.Equal(t, "wamm-relay", c.Tracing.ServiceName)
+	require.False(t, c.Tracing.Insecure)
+	require.Empty(t, c.Tracing.Headers)
 	require.Empty(t, c.Targets)
 }
 
@@ -144,6 +151,10 @@ func TestParseGood(t *testing.T) {
 			require.Zero(t, c.Reconcile.Grace.Duration)
 			require.Equal(t, 5000, c.Store.VacuumEvery)
 			require.Equal(t, 500*time.Millisecond, c.Delivery.BackoffInitial.Duration)
+			require.Equal(t, Tracing{
+				Enabled: true, Endpoint: "http://otel-collector:4318", SampleRatio: 0.25,
+				ServiceName: "relay-eu", Insecure: true, Headers: map[string]string{"X-Api-Key": "k-123"},
+			}, c.Tracing)
 			require.Len(t, c.Targets, 2)
 			crm := c.Targets[0]
 			require.Equal(t, map[string]string{"Authorization": "Bearer abc", "X-Tenant": "42"}, crm.Headers)
@@ -214,6 +225,7 @@ func TestParseGood(t *testing.T) {
 			require.Equal(t, 32, c.Delivery.Workers)
 			require.Equal(t, 9, c.Delivery.MaxAttempts, "surrounding spaces are trimmed")
 			require.Equal(t, 4, c.Targets[0].MaxAttempts)
+			require.InDelta(t, 0.5, c.Tracing.SampleRatio, 0, "floats expand when quoted")
 			require.Equal(t, "postgres://relay:pg-secret-from-env@db/relay", c.Store.DSN)
 			require.Equal(t, "https://crm.example/hook", c.Targets[0].URL)
 			require.Equal(t, map[string]string{
@@ -306,6 +318,12 @@ var badCases = []struct {
 	{"target_header_value.toml", "targets[0].headers.X-A", ErrInvalid},
 	{"target_timeout_negative.toml", "targets[0].timeout", ErrOutOfRange},
 	{"target_max_attempts_negative.toml", "targets[0].max_attempts", ErrOutOfRange},
+	{"tracing_sample_ratio.toml", "tracing.sample_ratio", ErrOutOfRange},
+	{"tracing_sample_ratio_env.toml", "tracing.sample_ratio", ErrInvalid},
+	{"tracing_endpoint.toml", "tracing.endpoint", ErrInvalid},
+	{"tracing_insecure_https.toml", "tracing.insecure", ErrInvalid},
+	{"tracing_service_name.toml", "tracing.service_name", ErrRequired},
+	{"tracing_header_value.toml", "tracing.headers.X-Api-Key", ErrInvalid},
 }
 
 func TestParseBad(t *testing.T) {
@@ -473,6 +491,16 @@ func TestQuotedScalars(t *testing.T) {
 			name:  "int64 from the environment",
 			doc:   "[server]\nmax_body_bytes = \"${N}000\"",
 			check: func(t *testing.T, c Config) { require.Equal(t, int64(7000), c.Server.MaxBodyBytes) },
+		},
+		{
+			name:  "float written as an integer",
+			doc:   "[tracing]\nsample_ratio = 0",
+			check: func(t *testing.T, c Config) { require.Zero(t, c.Tracing.SampleRatio) },
+		},
+		{
+			name:  "float from the environment",
+			doc:   "[tracing]\nsample_ratio = \"${ONE}\"",
+			check: func(t *testing.T, c Config) { require.InDelta(t, 1.0, c.Tracing.SampleRatio, 0) },
 		},
 		{
 			name: "bool from the environment",
@@ -692,6 +720,10 @@ func secretConfig() Config {
 		Timeout:       D(time.Second),
 		MaxAttempts:   3,
 	}}
+	c.Tracing = Tracing{
+		Enabled: true, Endpoint: "https://otel:SECRET-otel-10@otel.example", SampleRatio: 0.5,
+		ServiceName: "wamm-relay", Headers: map[string]string{"X-Api-Key": "SECRET-otel-11"},
+	}
 	return c
 }
 
@@ -709,6 +741,7 @@ func TestMaskedHidesEverySecret(t *testing.T) {
 	require.Contains(t, out, `postgres://relay:****@db:5432/relay?sslmode=disable`)
 	require.Contains(t, out, `https://hook:****@crm.example/hook?api_key=****&tenant=7`)
 	require.Contains(t, out, `Authorization = "****"`)
+	require.Contains(t, out, `X-Api-Key = "****"`)
 
 	require.Equal(t, orig, c, "Masked must not modify the original (maps and slices are copied)")
 
@@ -810,6 +843,10 @@ func TestExampleConfig(t *testing.T) {
 	for _, k := range allMD.Keys() {
 		if len(k) >= 2 && k[0] == "targets" && k[1] == "headers" {
 			require.Contains(t, string(data), "# headers = ")
+			continue
+		}
+		if len(k) >= 2 && k[0] == "tracing" && k[1] == "headers" {
+			require.Contains(t, string(data), "# headers = { \"X-Api-Key\"")
 			continue
 		}
 		require.True(t, documented[k.String()], "config.toml does not show %s", k)

@@ -13,7 +13,8 @@ import (
 )
 
 // Masked returns a deep copy of c safe to print: webhook_secret, admin_token,
-// wamm.token, every target's signing_secret and header values become "****"
+// wamm.token, every target's signing_secret and header values, and
+// tracing.headers values become "****"
 // where set, and passwords in store.dsn and in URLs (user info, and query
 // parameters named like password, secret, token or key) are replaced too.
 func (c Config) Masked() Config {
@@ -32,6 +33,14 @@ func (c Config) Masked() Config {
 			ch.APIURL = maskURL(ch.APIURL)
 			m.WAMM.Channels[i] = ch
 		}
+	}
+	m.Tracing.Endpoint = maskURL(c.Tracing.Endpoint)
+	if c.Tracing.Headers != nil {
+		h := make(map[string]string, len(c.Tracing.Headers))
+		for k, v := range c.Tracing.Headers {
+			h[k] = mask(v)
+		}
+		m.Tracing.Headers = h
 	}
 	if c.Targets != nil {
 		m.Targets = make([]Target, len(c.Targets))

@@ -22,7 +22,7 @@ import (
 
 // rawScalar is an integer or boolean key as the file wrote it: a bare TOML
 // value in v, or a quoted string in text that resolve expands and parses.
-type rawScalar[T int64 | bool] struct {
+type rawScalar[T int64 | bool | float64] struct {
 	v      T
 	text   string
 	quoted bool
@@ -36,6 +36,14 @@ func (r *rawScalar[T]) UnmarshalTOML(data any) error {
 		*r = rawScalar[T]{v: d}
 	case string:
 		*r = rawScalar[T]{text: d, quoted: true}
+	case int64:
+		// A float key written as an integer (sample_ratio = 1).
+		if f, ok := any(&r.v).(*float64); ok {
+			*r = rawScalar[T]{}
+			*f = float64(d)
+			return nil
+		}
+		return fmt.Errorf("incompatible types: TOML value has type int64; destination has type %s", scalarName[T]())
 	default:
 		return fmt.Errorf("incompatible types: TOML value has type %s; destination has type %s",
 			strings.ReplaceAll(fmt.Sprintf("%T", data), "interface {}", "any"), scalarName[T]())
@@ -43,10 +51,13 @@ func (r *rawScalar[T]) UnmarshalTOML(data any) error {
 	return nil
 }
 
-func scalarName[T int64 | bool]() string {
+func scalarName[T int64 | bool | float64]() string {
 	var zero T
-	if _, ok := any(zero).(bool); ok {
+	switch any(zero).(type) {
+	case bool:
 		return "boolean"
+	case float64:
+		return "float"
 	}
 	return "integer"
 }
@@ -54,6 +65,8 @@ func scalarName[T int64 | bool]() string {
 var (
 	rawIntType  = reflect.TypeFor[rawScalar[int64]]()
 	rawBoolType = reflect.TypeFor[rawScalar[bool]]()
+	// rawFloatType: sample_ratio of [tracing].
+	rawFloatType = reflect.TypeFor[rawScalar[float64]]()
 )
 
 // rawSchema is the mirror of Config and, for decode errors, the names of the
@@ -87,8 +100,10 @@ func rawType(t reflect.Type, names map[string]string) reflect.Type {
 		return rawIntType
 	case reflect.Bool:
 		return rawBoolType
+	case reflect.Float64:
+		return rawFloatType
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64, reflect.Pointer, reflect.Interface:
+		reflect.Float32, reflect.Pointer, reflect.Interface:
 		// No such field exists; adding one means deciding how it is quoted.
 		panic(fmt.Sprintf("config: no raw form for %s", t))
 	case reflect.Struct:
@@ -133,6 +148,9 @@ func toRaw(dst, src reflect.Value) {
 	case *rawScalar[bool]:
 		*r = rawScalar[bool]{v: src.Bool()}
 		return
+	case *rawScalar[float64]:
+		*r = rawScalar[float64]{v: src.Float()}
+		return
 	}
 	if dst.Type() == src.Type() {
 		dst.Set(src)
@@ -166,6 +184,9 @@ func resolve(p *problems, dst, src reflect.Value, key string, lookupEnv func(str
 		return
 	case rawScalar[bool]:
 		resolveBool(p, dst, r, key, lookupEnv)
+		return
+	case rawScalar[float64]:
+		resolveFloat(p, dst, r, key, lookupEnv)
 		return
 	}
 	if dst.Type() == src.Type() {
@@ -226,6 +247,20 @@ func resolveBool(p *problems, dst reflect.Value, r rawScalar[bool], key string, 
 		return
 	}
 	dst.SetBool(b)
+}
+
+func resolveFloat(p *problems, dst reflect.Value, r rawScalar[float64], key string, lookupEnv func(string) (string, bool)) {
+	if !r.quoted {
+		dst.SetFloat(r.v)
+		return
+	}
+	s := strings.TrimSpace(expandString(r.text, lookupEnv))
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		p.add(key, s, ErrInvalid, "must be a number%s", expandedFrom(r.text))
+		return
+	}
+	dst.SetFloat(f)
 }
 
 // expandedFrom names the references a bad quoted scalar was expanded from;

@@ -60,6 +60,7 @@ func (c *Config) Validate() error {
 	c.Store.validate(&p)
 	c.Delivery.validate(&p)
 	c.Log.validate(&p)
+	c.Tracing.validate(&p)
 	validateTargets(&p, c.Targets)
 	c.validateTargetChannels(&p)
 	return p.err()
@@ -445,4 +446,29 @@ func isReservedHeader(name string) bool {
 		}
 	}
 	return false
+}
+
+func (t *Tracing) validate(p *problems) {
+	if t.SampleRatio < 0 || t.SampleRatio > 1 || t.SampleRatio != t.SampleRatio {
+		p.add("tracing.sample_ratio", strconv.FormatFloat(t.SampleRatio, 'g', -1, 64), ErrOutOfRange, "must be between 0 and 1")
+	}
+	if strings.TrimSpace(t.ServiceName) == "" {
+		p.add("tracing.service_name", "", ErrRequired, "")
+	}
+	if t.Endpoint != "" {
+		before := len(p.errs)
+		validateHTTPURL(p, "tracing.endpoint", t.Endpoint)
+		if len(p.errs) == before && t.Insecure && strings.HasPrefix(strings.ToLower(t.Endpoint), "https://") {
+			p.add("tracing.insecure", "true", ErrInvalid, "contradicts the https:// tracing.endpoint")
+		}
+	}
+	for _, name := range sortedKeys(t.Headers) {
+		key := "tracing.headers." + tomlKeyPiece(name)
+		if !isHTTPToken(name) {
+			p.add(key, "", ErrInvalid, "is not a valid HTTP header name")
+		}
+		if strings.ContainsFunc(t.Headers[name], isHeaderValueControl) {
+			p.add(key, masked, ErrInvalid, "must not contain control characters")
+		}
+	}
 }

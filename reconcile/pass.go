@@ -45,8 +45,10 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var rep Report
+	ctx, span := r.startPassSpan(ctx, stepPoll)
 	pe := r.pass(ctx, &rep)
 	r.finishPass(ctx, &rep, pe)
+	endPassSpan(span, &rep, pe)
 	if pe != nil {
 		r.noteStatus(rep, pe.err, r.opts.Now(), true)
 		return rep, pe.err
@@ -71,7 +73,10 @@ func (r *Reconciler) Promote(ctx context.Context) (Report, error) {
 	}
 	var err error
 	if len(due) > 0 {
-		if pe := r.promote(ctx, due, now, &rep); pe != nil {
+		pctx, span := r.startPassSpan(ctx, stepPromote)
+		pe := r.promote(pctx, due, now, &rep)
+		endPassSpan(span, &rep, pe)
+		if pe != nil {
 			err = pe.err
 			if ctx.Err() == nil {
 				// Retried by the next pass; until then Run does not call
@@ -693,7 +698,11 @@ func (r *Reconciler) ingestWave(ctx context.Context, wave []*candidate, now time
 			if c.baseline {
 				ingester = r.opts.Seen
 			}
+			start := time.Now()
 			results[i].dup, results[i].err = ingester.Ingest(ctx, results[i].ev)
+			if !c.baseline {
+				r.traceIngest(ctx, start, results[i].ev, results[i].dup, results[i].err)
+			}
 		}()
 	}
 	wg.Wait()

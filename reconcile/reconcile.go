@@ -12,6 +12,7 @@ import (
 
 	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/store"
+	"github.com/wamm-relay/wamm-relay/tracing"
 	"github.com/wamm-relay/wamm-relay/wamm"
 )
 
@@ -124,6 +125,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Tracer records a reconcile.pass span per pass and a reconcile.ingest
+	// span, in the event's trace, per event recovered; nil traces nothing.
+	Tracer *tracing.Tracer
 }
 
 func (o *Options) validate() error {

@@ -42,7 +42,13 @@ func (s *Server) handleWebhook(c *gin.Context) {
 	var (
 		bodyBytes = -1
 		ev        event.Event
+		// ingested: Ingest returned without error (stored or duplicate).
+		ingested, duplicate bool
 	)
+	if s.opts.Tracer.Enabled() {
+		// Deferred so that every answer, rejections included, is traced.
+		defer s.traceIngest(c, time.Now(), &ev, &ingested, &duplicate)
+	}
 	log := func() logrus.FieldLogger {
 		fields := logrus.Fields{"client_ip": c.ClientIP()}
 		if bodyBytes >= 0 {
@@ -104,7 +110,7 @@ func (s *Server) handleWebhook(c *gin.Context) {
 
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.opts.IngestTimeout)
 	start := time.Now()
-	duplicate, err := s.opts.Ingester.Ingest(ctx, ev)
+	duplicate, err = s.opts.Ingester.Ingest(ctx, ev)
 	cancel()
 	s.metrics.ingestDuration.Observe(time.Since(start).Seconds())
 	if errors.Is(err, store.ErrDuplicate) {
@@ -114,6 +120,7 @@ func (s *Server) handleWebhook(c *gin.Context) {
 		s.reject(c, log, http.StatusServiceUnavailable, reasonStoreUnavailable, "store unavailable", err)
 		return
 	}
+	ingested = true
 
 	if duplicate {
 		s.metrics.receivedDuplicate.Inc()

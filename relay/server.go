@@ -19,6 +19,7 @@ import (
 
 	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/store"
+	"github.com/wamm-relay/wamm-relay/tracing"
 )
 
 // Defaults used for zero Options fields.
@@ -121,6 +122,9 @@ type Options struct {
 	// Registerer receives relay's metrics and the stats collector; nil
 	// registers nothing.
 	Registerer prometheus.Registerer
+
+	// Tracer records a webhook.ingest span per webhook; nil traces nothing.
+	Tracer *tracing.Tracer
 
 	Logger logrus.FieldLogger // required
 	Now    func() time.Time   // nil means time.Now

@@ -15,6 +15,7 @@ import (
 	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/internal/logx"
 	"github.com/wamm-relay/wamm-relay/store"
+	"github.com/wamm-relay/wamm-relay/tracing"
 )
 
 // Store is what the workers need from the outbox.
@@ -82,6 +83,9 @@ type Options struct {
 	// Rand returns a uniform draw from [0, 1) for backoff jitter; nil uses
 	// math/rand/v2.
 	Rand func() float64
+	// Tracer records a delivery.attempt span per attempt, in the event's
+	// trace, and sends its traceparent to the target; nil traces nothing.
+	Tracer *tracing.Tracer
 }
 
 func (o *Options) setDefaults() {
@@ -492,13 +496,15 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	n := dl.Attempts + 1
 	at := p.d.now()
 	began := time.Now()
+	sendCtx, span := p.startAttemptSpan(hard, dl, n)
 	p.inFlight.Inc()
-	resp := p.sender.send(hard, dl, n, at)
+	resp := p.sender.send(sendCtx, dl, n, at)
 	p.inFlight.Dec()
 	took := time.Since(began)
 	finished := p.d.now()
 
 	if resp.err != nil && hard.Err() != nil {
+		endAttemptSpan(span, nil, codeReleased, resp.err)
 		defer p.nudge()
 		p.release(hard, dl, "attempt aborted by shutdown")
 		return
@@ -520,6 +526,7 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 		out.Error = code
 	}
 
+	endAttemptSpan(span, &out, code, resp.err)
 	p.observe(dl, out, code, took, finished)
 	p.logAttempt(dl, n, out, code, took, resp.err)
 

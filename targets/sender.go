@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/tracing"
 )
 
 // responseBodyCap bounds how much of a target's answer is read. The body is
@@ -115,6 +116,7 @@ func (s *sender) send(ctx context.Context, d event.Delivery, attempt int, at tim
 	if s.signer != nil {
 		req.SetHeaderVerbatim("webhook-signature", s.signer.Sign(string(d.EventKey), at, d.Body))
 	}
+	tracing.Inject(ctx, req.Header) // traceparent of the attempt's span, when tracing is on
 	resp, err := req.Post(s.target.URL)
 	if resp != nil && resp.RawResponse != nil {
 		raw := resp.RawResponse
