@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/wamm-relay/wamm-relay/wamm/wammfake"
 )
 
 const channelBody = `{"err":0,"data":[{"api_id":12,"api_tip":"whatsapp","pay_state":"active","phone":79990000000,` +
@@ -115,4 +117,23 @@ func TestClientChannelsErrors(t *testing.T) {
 			requireNoToken(t, err)
 		})
 	}
+}
+
+func TestClientChannelsAgainstFake(t *testing.T) {
+	acc, c := newFake(t)
+	chs, err := c.Channels(context.Background(), ChannelsOne)
+	require.NoError(t, err)
+	require.Equal(t, []Channel{{APIID: "1", APITip: "whatsapp", PayState: "active", Phone: "79990000000",
+		APITag: "wammfake", State: ChannelAuthorized, Hook: "http://127.0.0.1:1/not-used"}}, chs)
+
+	acc.SetChannelState(ChannelBlocked)
+	chs, err = c.Channels(context.Background(), ChannelsStatusOff)
+	require.NoError(t, err)
+	require.Len(t, chs, 1)
+	require.Equal(t, ChannelBlocked, chs[0].State)
+
+	acc.SetAPIFailure(wammfake.APIFailure{Err: "fail get data", Calls: 1})
+	_, err = c.Channels(context.Background(), ChannelsOne)
+	require.ErrorIs(t, err, ErrFailGetData)
+	requireNoToken(t, err)
 }
