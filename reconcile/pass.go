@@ -117,6 +117,7 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 		rep.NotLeader = true
 		return nil
 	}
+	r.checkChannel(ctx)
 
 	// Whether this is a first run is decided before polling: a webhook that
 	// commits while the poll runs must not turn the baseline into a backfill

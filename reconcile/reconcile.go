@@ -107,6 +107,13 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Checker, when set, checks the channel (a *ChannelChecker) at the first
+	// pass this instance leads and every CheckEvery-th after; what it finds
+	// never fails a pass.
+	Checker interface{ Check(context.Context) ChannelStatus }
+	// CheckEvery is how many passes apart the channel checks are. Zero
+	// means DefaultCheckEvery.
+	CheckEvery int
 }
 
 func (o *Options) validate() error {
@@ -137,6 +144,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("invalid MaxAge %s: must not be negative", o.MaxAge)
 	case o.Logger == nil:
 		return errors.New("missing Logger")
+	case o.CheckEvery < 0:
+		return fmt.Errorf("invalid CheckEvery %d: must not be negative", o.CheckEvery)
 	}
 	return nil
 }
@@ -198,6 +207,8 @@ type Reconciler struct {
 	// promoteFailing is set after a failed promote step and cleared by the
 	// next pass, so the loop does not spin on a broken store.
 	promoteFailing bool
+	// checkPasses counts the passes led, for Options.CheckEvery.
+	checkPasses int
 }
 
 // candidate is one event seen missing, waiting for its grace period.
