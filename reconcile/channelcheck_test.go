@@ -156,7 +156,9 @@ func TestChannelCheck(t *testing.T) {
 			result: CheckHookMismatch, auth: true, matches: ptr(false), hook: "https://***@other.example.com/webhook/sales/***?k=***",
 			warning: "hook is https://***@other.example.com/webhook/sales/***?k=***"},
 		{name: "a foreign path is hidden entirely",
-			setup:  func(f *channelFixture) { f.acct.SetChannel(wammfake.Channel{Hook: "https://hooks.example.net/OTHER-secret/x"}) },
+			setup: func(f *channelFixture) {
+				f.acct.SetChannel(wammfake.Channel{Hook: "https://hooks.example.net/OTHER-secret/x"})
+			},
 			result: CheckHookMismatch, auth: true, matches: ptr(false), hook: "https://hooks.example.net/***/***",
 			warning: "hook is https://hooks.example.net/***/***, want"},
 		{name: "no hook set",

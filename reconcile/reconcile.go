@@ -110,7 +110,9 @@ type Options struct {
 	// Checker, when set, checks the channel (a *ChannelChecker) at the first
 	// pass this instance leads and every CheckEvery-th after; what it finds
 	// never fails a pass.
-	Checker interface{ Check(context.Context) ChannelStatus }
+	Checker interface {
+		Check(context.Context) ChannelStatus
+	}
 	// CheckEvery is how many passes apart the channel checks are. Zero
 	// means DefaultCheckEvery.
 	CheckEvery int
