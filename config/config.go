@@ -40,6 +40,10 @@ type Server struct {
 	// DrainDelay keeps the listener open, /readyz failing, this long after
 	// a stop signal, before the graceful stop begins.
 	DrainDelay Duration `toml:"drain_delay"`
+	// PublicURL is this relay's base URL as WAMM reaches it
+	// ("https://relay.example.com"); the channel check compares each
+	// channel's hook with it plus the webhook path. "" = not compared.
+	PublicURL string `toml:"public_url"`
 }
 
 // WAMM is the [wamm] table: the WAMM.chat API used by the reconciler. An empty
@@ -57,6 +61,9 @@ type Reconcile struct {
 	Grace           Duration `toml:"grace"`
 	BackfillOnStart bool     `toml:"backfill_on_start"`
 	BackoffMax      Duration `toml:"backoff_max"`
+	// CheckEvery is how many passes apart the reconciler checks the channel
+	// with channel_list (the first pass always checks).
+	CheckEvery int `toml:"check_every"`
 }
 
 // Dedup is the [dedup] table.
@@ -192,6 +199,7 @@ func Default() Config {
 			Interval:   D(30 * time.Second),
 			Grace:      D(20 * time.Second),
 			BackoffMax: D(5 * time.Minute),
+			CheckEvery: 10,
 		},
 		Dedup: Dedup{
 			LRUSize:   100000,

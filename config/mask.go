@@ -23,6 +23,7 @@ func (c Config) Masked() Config {
 	m.Server.TrustedProxies = slices.Clone(c.Server.TrustedProxies)
 	m.WAMM.Token = mask(c.WAMM.Token)
 	m.WAMM.APIURL = maskURL(c.WAMM.APIURL)
+	m.Server.PublicURL = maskURL(c.Server.PublicURL)
 	m.Store.DSN = maskDSN(c.Store.DSN)
 	if c.Targets != nil {
 		m.Targets = make([]Target, len(c.Targets))
