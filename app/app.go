@@ -244,8 +244,26 @@ func newReconciler(cfg config.Config, ch config.EffectiveChannel, st store.Store
 	if err != nil {
 		return nil, fmt.Errorf("build wamm client of channel %s: %w", ch.Name, err)
 	}
+	pathName := ch.Name
+	if pathName == config.DefaultChannel {
+		pathName = ""
+	}
+	checker, err := reconcile.NewChannelChecker(reconcile.ChannelCheckOptions{
+		Lister:     client,
+		Channel:    ch.Name,
+		WebhookURL: reconcile.WebhookURL(cfg.Server.PublicURL, cfg.Server.WebhookPath, pathName, ch.WebhookSecret),
+		PublicPath: reconcile.WebhookPublicPath(cfg.Server.WebhookPath, pathName),
+		Logger:     rlog,
+		Registerer: reg,
+		Now:        now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build channel check of %s: %w", ch.Name, err)
+	}
 	r, err := reconcile.New(reconcile.Options{
 		Channel:         ch.Name,
+		Checker:         checker,
+		CheckEvery:      ch.Reconcile.CheckEvery,
 		Poller:          client,
 		Store:           st,
 		Ingester:        ingester,
@@ -282,6 +300,9 @@ func (a *App) channelReports(context.Context) []relay.ChannelReport {
 			if r.Channel() == ch.Name {
 				enabled = true
 				rep.Reconcile = channelReconcileJSON{Enabled: true, Status: r.Status()}
+				if c, ok := r.Checker().(*reconcile.ChannelChecker); ok {
+					rep.Check = c.Status()
+				}
 			}
 		}
 		if !enabled {

@@ -217,7 +217,7 @@ func TestTwoChannels(t *testing.T) {
 	cfg.Reconcile = config.Reconcile{Enabled: true, Interval: config.D(rcInterval), Grace: config.D(rcGrace), BackoffMax: config.D(rcBackoffMax)}
 	cfg.WAMM.Channels = []config.Channel{{
 		Name: "sales", Token: "token-sales", APIURL: salAPI, Timeout: config.D(5 * time.Second), WebhookSecret: "sales-secret-4567",
-		Reconcile: config.ChannelReconcile(cfg.Reconcile),
+		Reconcile: chanReconcile(cfg.Reconcile),
 	}}
 	r := startRelay(t, cfg)
 	def.account.SetWebhookURL(r.base + "/webhook/default-secret-0123")
@@ -273,6 +273,12 @@ func TestTwoChannels(t *testing.T) {
 				Passes    int64 `json:"passes"`
 				Recovered int64 `json:"recovered"`
 			} `json:"reconcile"`
+			Check struct {
+				OK          bool   `json:"ok"`
+				Authorized  bool   `json:"authorized"`
+				CheckedAt   string `json:"checked_at"`
+				HookMatches *bool  `json:"hook_matches"`
+			} `json:"check"`
 		} `json:"channels"`
 	}
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&chans))
@@ -286,6 +292,10 @@ func TestTwoChannels(t *testing.T) {
 		require.True(t, c.Reconcile.Leader, c.Name)
 		require.Positive(t, c.Reconcile.Passes, c.Name)
 		require.Equal(t, int64(1), c.Reconcile.Recovered, c.Name)
+		require.NotEmpty(t, c.Check.CheckedAt, "channel_list was asked at the first pass: %s", c.Name)
+		require.True(t, c.Check.Authorized, c.Name)
+		require.True(t, c.Check.OK, c.Name)
+		require.Nil(t, c.Check.HookMatches, "no server.public_url: hooks are not compared")
 	}
 }
 
@@ -304,7 +314,7 @@ func TestEachChannelHasOneLeader(t *testing.T) {
 		cfg.WAMM.APIURL, cfg.WAMM.Token = defAPI, "token-default"
 		cfg.Reconcile = config.Reconcile{Enabled: true, Interval: config.D(interval), Grace: config.D(200 * time.Millisecond), BackoffMax: config.D(interval)}
 		cfg.WAMM.Channels = []config.Channel{{Name: "sales", Token: "token-sales", APIURL: salAPI, Timeout: config.D(5 * time.Second),
-			Reconcile: config.ChannelReconcile(cfg.Reconcile)}}
+			Reconcile: chanReconcile(cfg.Reconcile)}}
 		return cfg
 	}
 	relays := [2]*relayUnderTest{startPGRelay(t, cfgFor()), startPGRelay(t, cfgFor())}
@@ -338,4 +348,10 @@ func TestEachChannelHasOneLeader(t *testing.T) {
 		}
 		require.Equal(t, 1, leaders, "channel %s polled by one instance", ch)
 	}
+}
+
+// chanReconcile is a channel override equal to r.
+func chanReconcile(r config.Reconcile) config.ChannelReconcile {
+	return config.ChannelReconcile{Enabled: r.Enabled, Interval: r.Interval, Grace: r.Grace,
+		BackfillOnStart: r.BackfillOnStart, BackoffMax: r.BackoffMax}
 }

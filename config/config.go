@@ -41,6 +41,10 @@ type Server struct {
 	// DrainDelay keeps the listener open, /readyz failing, this long after
 	// a stop signal, before the graceful stop begins.
 	DrainDelay Duration `toml:"drain_delay"`
+	// PublicURL is this relay's base URL as WAMM reaches it
+	// ("https://relay.example.com"); the channel check compares each
+	// channel's hook with it plus the webhook path. "" = not compared.
+	PublicURL string `toml:"public_url"`
 }
 
 // WAMM is the [wamm] table: the WAMM.chat API used by the reconciler. An empty
@@ -109,7 +113,11 @@ func (c Config) Channels() []EffectiveChannel {
 		}
 		out = append(out, EffectiveChannel{
 			Name: ch.Name, Token: ch.Token, APIURL: ch.APIURL, Timeout: ch.Timeout.Duration, WebhookSecret: secret,
-			Reconcile: Reconcile(ch.Reconcile),
+			Reconcile: Reconcile{
+				Enabled: ch.Reconcile.Enabled, Interval: ch.Reconcile.Interval, Grace: ch.Reconcile.Grace,
+				BackfillOnStart: ch.Reconcile.BackfillOnStart, BackoffMax: ch.Reconcile.BackoffMax,
+				CheckEvery: c.Reconcile.CheckEvery,
+			},
 		})
 	}
 	return out
@@ -122,6 +130,9 @@ type Reconcile struct {
 	Grace           Duration `toml:"grace"`
 	BackfillOnStart bool     `toml:"backfill_on_start"`
 	BackoffMax      Duration `toml:"backoff_max"`
+	// CheckEvery is how many passes apart the reconciler checks the channel
+	// with channel_list (the first pass always checks).
+	CheckEvery int `toml:"check_every"`
 }
 
 // Dedup is the [dedup] table.
@@ -276,6 +287,7 @@ func Default() Config {
 			Interval:   D(30 * time.Second),
 			Grace:      D(20 * time.Second),
 			BackoffMax: D(5 * time.Minute),
+			CheckEvery: 10,
 		},
 		Dedup: Dedup{
 			LRUSize:   100000,

@@ -102,6 +102,8 @@ func TestDefaultMatchesInterfaceExample(t *testing.T) {
 	require.Equal(t, 20*time.Second, c.Reconcile.Grace.Duration)
 	require.False(t, c.Reconcile.BackfillOnStart)
 	require.Equal(t, 5*time.Minute, c.Reconcile.BackoffMax.Duration)
+	require.Equal(t, 10, c.Reconcile.CheckEvery)
+	require.Empty(t, c.Server.PublicURL)
 
 	require.Equal(t, 100000, c.Dedup.LRUSize)
 	require.Equal(t, 2160*time.Hour, c.Dedup.Retention.Duration)
@@ -146,6 +148,8 @@ func TestParseGood(t *testing.T) {
 			require.Equal(t, []string{"10.0.0.0/8", "192.168.1.1", "fd00::/8"}, c.Server.TrustedProxies)
 			require.Equal(t, 2*time.Minute, c.Server.IdleTimeout.Duration)
 			require.Equal(t, 5*time.Second, c.Server.DrainDelay.Duration)
+			require.Equal(t, "https://Relay.Example.com/base/", c.Server.PublicURL)
+			require.Equal(t, 3, c.Reconcile.CheckEvery)
 			require.False(t, c.Reconcile.Enabled)
 			require.True(t, c.Reconcile.BackfillOnStart)
 			require.Zero(t, c.Reconcile.Grace.Duration)
@@ -284,11 +288,16 @@ var badCases = []struct {
 	{"shutdown_zero.toml", "server.shutdown_timeout", ErrOutOfRange},
 	{"drain_delay_negative.toml", "server.drain_delay", ErrOutOfRange},
 	{"max_in_flight_zero.toml", "server.max_in_flight", ErrOutOfRange},
+	{"public_url_relative.toml", "server.public_url", ErrInvalid},
+	{"public_url_scheme.toml", "server.public_url", ErrInvalid},
+	{"public_url_query.toml", "server.public_url", ErrInvalid},
+	{"public_url_userinfo.toml", "server.public_url", ErrInvalid},
 	{"wamm_api_url.toml", "wamm.api_url", ErrInvalid},
 	{"wamm_timeout_negative.toml", "wamm.timeout", ErrOutOfRange},
 	{"reconcile_interval.toml", "reconcile.interval", ErrOutOfRange},
 	{"reconcile_grace_negative.toml", "reconcile.grace", ErrOutOfRange},
 	{"reconcile_backoff.toml", "reconcile.backoff_max", ErrOutOfRange},
+	{"reconcile_check_every.toml", "reconcile.check_every", ErrOutOfRange},
 	{"lru_zero.toml", "dedup.lru_size", ErrOutOfRange},
 	{"retention_zero.toml", "dedup.retention", ErrOutOfRange},
 	{"store_driver.toml", "store.driver", ErrInvalid},

@@ -24,6 +24,7 @@ func (c Config) Masked() Config {
 	m.Server.TrustedProxies = slices.Clone(c.Server.TrustedProxies)
 	m.WAMM.Token = mask(c.WAMM.Token)
 	m.WAMM.APIURL = maskURL(c.WAMM.APIURL)
+	m.Server.PublicURL = maskURL(c.Server.PublicURL)
 	m.Store.DSN = maskDSN(c.Store.DSN)
 	if c.WAMM.Channels != nil {
 		m.WAMM.Channels = make([]Channel, len(c.WAMM.Channels))

@@ -109,6 +109,28 @@ func (s *Server) validate(p *problems) {
 	if s.MaxInFlight <= 0 {
 		p.add("server.max_in_flight", strconv.Itoa(s.MaxInFlight), ErrOutOfRange, "must be positive")
 	}
+	validatePublicURL(p, "server.public_url", s.PublicURL)
+}
+
+// validatePublicURL accepts "" or an absolute http(s) base URL, to which the
+// webhook path is appended: a query or fragment would end up in the middle.
+func validatePublicURL(p *problems, key, v string) {
+	if v == "" {
+		return
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		p.add(key, maskURL(v), ErrInvalid, "is not a valid URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		p.add(key, maskURL(v), ErrInvalid, "must be an absolute http:// or https:// URL, such as \"https://relay.example.com\"")
+	case u.Host == "" || u.Hostname() == "":
+		p.add(key, maskURL(v), ErrInvalid, "has no host")
+	case u.User != nil:
+		p.add(key, maskURL(v), ErrInvalid, "must not contain user info")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(v, "#"):
+		p.add(key, maskURL(v), ErrInvalid, "must not have a query or fragment (the webhook path is appended to it)")
+	}
 }
 
 func validateListen(p *problems, key, v string) {
@@ -169,6 +191,9 @@ func (r *Reconcile) validate(p *problems) {
 	}
 	if r.BackoffMax.Duration < r.Interval.Duration {
 		p.add("reconcile.backoff_max", r.BackoffMax.String(), ErrOutOfRange, "must be at least reconcile.interval (%s)", r.Interval)
+	}
+	if r.CheckEvery < 1 {
+		p.add("reconcile.check_every", strconv.Itoa(r.CheckEvery), ErrOutOfRange, "must be at least 1")
 	}
 }
 

@@ -8,4 +8,9 @@
 // msg_get. It does not deliver anything itself, does not recover a status that
 // a later one has overtaken (polling only shows the current state), and cannot
 // see past the newest 100 messages of a chat.
+//
+// A ChannelChecker, run by the reconciler at its first led pass and every
+// CheckEvery-th after, asks channel_list whether the channel is authorized and
+// its hook is this relay's webhook URL; it reports what it finds (status,
+// metrics, a log line per change) and never fails a pass.
 package reconcile

@@ -125,6 +125,7 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 		rep.NotLeader = true
 		return nil
 	}
+	r.checkChannel(ctx)
 
 	// Whether this is a first run is decided before polling, from the
 	// channel's durable baseline: a webhook that commits while the poll runs

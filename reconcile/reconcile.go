@@ -128,6 +128,15 @@ type Options struct {
 	// Tracer records a reconcile.pass span per pass and a reconcile.ingest
 	// span, in the event's trace, per event recovered; nil traces nothing.
 	Tracer *tracing.Tracer
+	// Checker, when set, checks the channel (a *ChannelChecker) at the first
+	// pass this instance leads and every CheckEvery-th after; what it finds
+	// never fails a pass.
+	Checker interface {
+		Check(context.Context) ChannelStatus
+	}
+	// CheckEvery is how many passes apart the channel checks are. Zero
+	// means DefaultCheckEvery.
+	CheckEvery int
 }
 
 func (o *Options) validate() error {
@@ -162,6 +171,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("invalid MaxAge %s: must not be negative", o.MaxAge)
 	case o.Logger == nil:
 		return errors.New("missing Logger")
+	case o.CheckEvery < 0:
+		return fmt.Errorf("invalid CheckEvery %d: must not be negative", o.CheckEvery)
 	}
 	return nil
 }
@@ -236,6 +247,8 @@ type Reconciler struct {
 	// promoteFailing is set after a failed promote step and cleared by the
 	// next pass, so the loop does not spin on a broken store.
 	promoteFailing bool
+	// checkPasses counts the passes led, for Options.CheckEvery.
+	checkPasses int
 }
 
 // candidate is one event seen missing, waiting for its grace period.

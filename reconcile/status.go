@@ -70,3 +70,6 @@ func (r *Reconciler) noteStatus(rep Report, err error, now time.Time, pass bool)
 
 // Grace is the channel's grace period.
 func (r *Reconciler) Grace() time.Duration { return r.opts.Grace }
+
+// Checker is the channel check the reconciler runs; nil when none.
+func (r *Reconciler) Checker() any { return r.opts.Checker }

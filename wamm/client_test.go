@@ -331,6 +331,7 @@ func TestReason(t *testing.T) {
 		{fmt.Errorf("poll: %w", ErrTokenFail), "token_fail"},
 		{&APIError{Code: "token fail"}, "token_fail"},
 		{&APIError{Code: "whatever"}, "api_error"},
+		{&APIError{Code: "fail get data"}, "fail_get_data"},
 		{&HTTPError{Status: 502}, "http_502"},
 		{&HTTPError{Status: 401, API: &APIError{Code: "acc not authorized"}}, "not_authorized"},
 		{fmt.Errorf("x: %w", ErrBadResponse), "bad_response"},

@@ -37,6 +37,8 @@ var (
 	// result. Both spellings WAMM uses ("msgs not be", and "msg not be" of
 	// msg_state) map to it.
 	ErrNoMessages error = &APIError{Code: "msgs not be"}
+	// ErrFailGetData: channel_list could not read the account's channels.
+	ErrFailGetData error = &APIError{Code: "fail get data"}
 )
 
 // ErrBadResponse: the API answered 2xx with something that is not a response
@@ -76,12 +78,15 @@ func apiError(code string) error {
 		return ErrBadCount
 	case "msgs not be", "msg not be":
 		return ErrNoMessages
+	case "fail get data":
+		return ErrFailGetData
 	}
 	return &APIError{Code: code}
 }
 
 // Reason returns a short, label-safe reason for err, for metrics and logs:
-// token_fail, not_authorized, bad_count, no_messages, api_error, http_<status>,
+// token_fail, not_authorized, bad_count, no_messages, fail_get_data,
+// api_error, http_<status>,
 // bad_response, timeout, canceled, connection_refused, dns, tls, network; ""
 // for nil and "error" for anything else.
 func Reason(err error) string {
@@ -102,6 +107,8 @@ func Reason(err error) string {
 		return "bad_count"
 	case errors.Is(err, ErrNoMessages):
 		return "no_messages"
+	case errors.Is(err, ErrFailGetData):
+		return "fail_get_data"
 	case errors.As(err, &httpErr):
 		return "http_" + strconv.Itoa(httpErr.Status)
 	case errors.As(err, &apiErr):

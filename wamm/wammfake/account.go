@@ -155,6 +155,7 @@ type Account struct {
 	failure    *APIFailure
 	stats      Stats
 	wake       chan struct{}
+	channel    Channel // what channel_list reports; zero fields take defaults
 }
 
 // New builds an Account. It panics if opts are invalid (like

@@ -18,6 +18,8 @@ import (
 // success msg_data lists the newest messages first, msg_id and from_me as
 // strings. from_me is also honoured in the path form, and any value other
 // than 0 or 1 means both directions (WAMM documents neither).
+//
+// GET /api2/channel_list/{token}/[{filter}] is described at Channel.
 func (a *Account) Handler() http.Handler {
 	return http.HandlerFunc(a.serveAPI)
 }
@@ -53,7 +55,7 @@ func (a *Account) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		seg = append(seg, u)
 	}
-	if len(seg) == 0 || (seg[0] != "msg_get_last" && seg[0] != "msg_get") {
+	if len(seg) == 0 || (seg[0] != "msg_get_last" && seg[0] != "msg_get" && seg[0] != "channel_list") {
 		http.NotFound(w, r)
 		return
 	}
@@ -80,6 +82,10 @@ func (a *Account) serveAPI(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if len(seg) < 2 || seg[1] != a.opts.Token {
 		a.errLocked(w, "token fail")
+		return
+	}
+	if seg[0] == "channel_list" {
+		a.serveChannelsLocked(w, seg[2:])
 		return
 	}
 	var colText, phone string
