@@ -106,6 +106,14 @@ type ListFilter struct {
 	// BeforeID pages backwards: only deliveries with ID < BeforeID.
 	BeforeID int64
 	Limit    int
+	// MsgID, Chat and Channel select by the delivery's event: its message
+	// id, its chat (msg_data.phone) and its WAMM channel (an exact match;
+	// "" does not filter). Served by the events indexes on msg_id and chat.
+	MsgID   string
+	Chat    string
+	Channel string
+	// ID selects the one delivery with this id.
+	ID int64
 }
 
 // ReplayRequest selects deliveries to replay: either IDs, or Target and

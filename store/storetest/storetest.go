@@ -49,6 +49,7 @@ func Run(t *testing.T, open Harness) {
 	t.Run("Release", func(t *testing.T) { testRelease(t, open) })
 	t.Run("NextDue", func(t *testing.T) { testNextDue(t, open) })
 	t.Run("List", func(t *testing.T) { testList(t, open) })
+	t.Run("ListByEvent", func(t *testing.T) { testListByEvent(t, open) })
 	t.Run("Replay", func(t *testing.T) { testReplay(t, open) })
 	t.Run("TargetStats", func(t *testing.T) { testTargetStats(t, open) })
 	t.Run("KnownMessages", func(t *testing.T) { testKnownMessages(t, open) })
@@ -1405,5 +1406,64 @@ func testClose(t *testing.T, open Harness) {
 
 	t.Run("Close again", func(t *testing.T) {
 		require.NoError(t, s.Close())
+	})
+}
+
+// testListByEvent covers the filters on the delivery's event (message id,
+// chat, channel, id) and the event fields List reports.
+func testListByEvent(t *testing.T, open Harness) {
+	s := newStore(t, open)
+	chatMsg := func(channel, msgID, chat string, received time.Time) event.Event {
+		ev := msgEvent(msgID, "sent", received)
+		ev.Chat = chat
+		ev.ScopeTo(channel)
+		return ev
+	}
+	ingest(t, s, chatMsg("", "101", "79001112233", at(sec)), "a", "b")
+	ingest(t, s, chatMsg("", "102", "79004445566", at(2*sec)), "a")
+	ingest(t, s, chatMsg("sales", "101", "79001112233", at(3*sec)), "a")
+	ingest(t, s, rawEvent("r1", at(4*sec)), "a")
+	all := list(t, s, store.ListFilter{})
+	require.Len(t, all, 5)
+	byKey := map[string][]int64{}
+	for _, d := range all {
+		byKey[d.Channel+"/"+d.MsgID+"/"+d.Target] = append(byKey[d.Channel+"/"+d.MsgID+"/"+d.Target], d.ID)
+	}
+	one := func(k string) int64 {
+		require.Len(t, byKey[k], 1, "delivery %s among %v", k, byKey)
+		return byKey[k][0]
+	}
+
+	for _, tc := range []struct {
+		name string
+		f    store.ListFilter
+		want []int64
+	}{
+		{"by msg id across channels", store.ListFilter{MsgID: "101"}, desc(one("default/101/a"), one("default/101/b"), one("sales/101/a"))},
+		{"by msg id and channel", store.ListFilter{MsgID: "101", Channel: "sales"}, desc(one("sales/101/a"))},
+		{"by chat", store.ListFilter{Chat: "79004445566"}, desc(one("default/102/a"))},
+		{"by chat and target", store.ListFilter{Chat: "79001112233", Target: "a"}, desc(one("default/101/a"), one("sales/101/a"))},
+		{"by channel", store.ListFilter{Channel: "default", Target: "a"}, desc(one("default/101/a"), one("default/102/a"), one("default//a"))},
+		{"by id", store.ListFilter{ID: one("default/102/a")}, []int64{one("default/102/a")}},
+		{"unknown msg id", store.ListFilter{MsgID: "999"}, []int64{}},
+		{"unknown chat", store.ListFilter{Chat: "7000"}, []int64{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, ids(list(t, s, tc.f)))
+		})
+	}
+
+	t.Run("reports the event's channel, chat and msg id", func(t *testing.T) {
+		ds := list(t, s, store.ListFilter{ID: one("sales/101/a")})
+		require.Len(t, ds, 1)
+		require.Equal(t, "sales", ds[0].Channel)
+		require.Equal(t, "79001112233", ds[0].Chat)
+		require.Equal(t, "101", ds[0].MsgID)
+		require.Equal(t, event.ChannelKey("sales", event.MsgKey("101")), ds[0].EventKey)
+	})
+	t.Run("by id returns the body", func(t *testing.T) {
+		ds := list(t, s, store.ListFilter{ID: one("default/102/a")})
+		require.Len(t, ds, 1)
+		require.JSONEq(t, `{"tip":"msg","msg_id":102}`, string(ds[0].Body))
 	})
 }
