@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/relay/ui"
 	"github.com/wamm-relay/wamm-relay/store"
 )
 
@@ -64,8 +65,12 @@ type Options struct {
 	WebhookPath   string
 	WebhookSecret string
 	MaxBodyBytes  int64
-	// AdminToken is the bearer token of /api/v1; empty disables the admin API.
+	// AdminToken is the bearer token of /api/v1; empty disables the admin API
+	// and the dashboard (/ui), whose login asks for it.
 	AdminToken string
+	// DashboardSessionTTL is how long a dashboard login lasts; zero is
+	// ui.DefaultSessionTTL.
+	DashboardSessionTTL time.Duration
 	// TrustedProxies are the CIDRs (or IPs) whose X-Forwarded-For is
 	// believed; empty trusts none and uses the socket address.
 	TrustedProxies []string
@@ -146,7 +151,7 @@ func defaultInt64(v *int64, def int64) {
 }
 
 // reservedPaths are served by relay itself; the webhook may not shadow them.
-var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/api"}
+var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/api", "/ui"}
 
 func (o *Options) validate() error {
 	if o.Listen == "" {
@@ -210,6 +215,9 @@ type Server struct {
 	srv     *http.Server
 	sem     chan struct{}
 	metrics *metrics
+	// ui is the dashboard, nil without an admin token.
+	ui         *ui.UI
+	ingestRate rateWindow
 
 	draining     atomic.Bool
 	readyFailing atomic.Bool
@@ -237,6 +245,14 @@ func New(opts Options) (*Server, error) {
 		log:     opts.Logger,
 		sem:     make(chan struct{}, opts.MaxInFlight),
 		metrics: newMetrics(),
+	}
+	s.ingestRate.window = time.Minute
+	if opts.AdminToken != "" {
+		d, err := ui.New(ui.Options{AdminToken: opts.AdminToken, SessionTTL: opts.DashboardSessionTTL, Logger: opts.Logger, Now: opts.Now})
+		if err != nil {
+			return nil, fmt.Errorf("relay options: dashboard: %w", err)
+		}
+		s.ui = d
 	}
 	if opts.Registerer != nil {
 		if err := s.metrics.register(opts.Registerer); err != nil {
@@ -295,6 +311,7 @@ func (s *Server) buildEngine() (*gin.Engine, error) {
 	}
 	if s.opts.AdminToken != "" {
 		s.routeAdmin(e.Group("/api/v1", s.requireAdmin))
+		s.ui.Register(e)
 	}
 	return e, nil
 }
