@@ -91,7 +91,9 @@ func securityHeaders(c *gin.Context) {
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// Not no-referrer: under it Chromium sends "Origin: null" on form
+	// posts, which the same-origin check must refuse.
+	h.Set("Referrer-Policy", "same-origin")
 	c.Next()
 }
 

@@ -210,7 +210,7 @@ async function renderDeliveries() {
     h("td", {}, d.kind, d.channel && d.channel !== "default" ? h("span", { class: "muted" }, " · " + d.channel) : null),
     h("td", {}, statusPill(d.status)),
     h("td", { class: "num" }, d.attempts),
-    h("td", { class: "err", title: d.last_error || "" }, d.last_error || ""),
+    h("td", { class: d.status === "delivered" ? "muted" : "err", title: d.last_error || "" }, d.last_error || ""),
     timeCell(d.created_at)));
   $("#deliveries").replaceChildren(table(
     [{ label: "ID", num: 1 }, { label: "Target" }, { label: "Message" }, { label: "Chat" }, { label: "Kind" }, { label: "Status" }, { label: "Attempts", num: 1 }, { label: "Last error" }, { label: "Created" }],
