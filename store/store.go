@@ -167,3 +167,22 @@ type HandoffLease struct {
 	Owner   string
 	Until   time.Time
 }
+
+// Attempt is one failed attempt of a delivery.
+type Attempt struct {
+	// Attempt is the attempt's number (1 is the first; numbering restarts
+	// after a replay).
+	Attempt    int
+	At         time.Time
+	StatusCode int
+	Error      string
+}
+
+// AttemptLog is implemented by stores that keep each delivery's failed
+// attempts, written by Record in the outcome's own transaction. A
+// delivered outcome writes no attempt row (the delivery row describes it).
+type AttemptLog interface {
+	// Attempts returns delivery id's failed attempts, oldest first; none
+	// (and no error) for an unknown id.
+	Attempts(ctx context.Context, id int64) ([]Attempt, error)
+}

@@ -50,6 +50,7 @@ func Run(t *testing.T, open Harness) {
 	t.Run("NextDue", func(t *testing.T) { testNextDue(t, open) })
 	t.Run("List", func(t *testing.T) { testList(t, open) })
 	t.Run("ListByEvent", func(t *testing.T) { testListByEvent(t, open) })
+	t.Run("Attempts", func(t *testing.T) { testAttempts(t, open) })
 	t.Run("Replay", func(t *testing.T) { testReplay(t, open) })
 	t.Run("TargetStats", func(t *testing.T) { testTargetStats(t, open) })
 	t.Run("KnownMessages", func(t *testing.T) { testKnownMessages(t, open) })
@@ -1465,5 +1466,84 @@ func testListByEvent(t *testing.T, open Harness) {
 		ds := list(t, s, store.ListFilter{ID: one("default/102/a")})
 		require.Len(t, ds, 1)
 		require.JSONEq(t, `{"tip":"msg","msg_id":102}`, string(ds[0].Body))
+	})
+}
+
+// testAttempts covers the log of failed attempts: failures only, numbered,
+// restarted by a replay, gone with the pruned delivery.
+func testAttempts(t *testing.T, open Harness) {
+	ctx := context.Background()
+	s := newStore(t, open)
+	log, ok := s.(store.AttemptLog)
+	require.True(t, ok, "the store keeps an attempt log (store.AttemptLog)")
+	attempts := func(t *testing.T, id int64) []store.Attempt {
+		t.Helper()
+		as, err := log.Attempts(ctx, id)
+		require.NoError(t, err)
+		return as
+	}
+
+	t.Run("a first-try delivery logs nothing", func(t *testing.T) {
+		ingest(t, s, rawEvent("ok1", at(0)), "a")
+		d := claimOne(t, s, "a", "w", at(0))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(sec)})
+		require.Empty(t, attempts(t, d.ID))
+	})
+
+	t.Run("failures are logged in order, the success is not", func(t *testing.T) {
+		ingest(t, s, rawEvent("f1", at(0)), "b")
+		d := claimOne(t, s, "b", "w", at(0))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultRetry, NextAttemptAt: at(sec), StatusCode: 503, Error: "http_503", At: at(sec)})
+		d = claimOne(t, s, "b", "w", at(2*sec))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultRetry, NextAttemptAt: at(3 * sec), Error: "timeout", At: at(2 * sec)})
+		d = claimOne(t, s, "b", "w", at(4*sec))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDead, StatusCode: 400, Error: "http_400", At: at(4 * sec)})
+		as := attempts(t, d.ID)
+		require.Len(t, as, 3)
+		for i, want := range []store.Attempt{
+			{Attempt: 1, At: at(sec), StatusCode: 503, Error: "http_503"},
+			{Attempt: 2, At: at(2 * sec), Error: "timeout"},
+			{Attempt: 3, At: at(4 * sec), StatusCode: 400, Error: "http_400"},
+		} {
+			require.Equal(t, want.Attempt, as[i].Attempt, "attempt %d", i)
+			require.Equal(t, want.StatusCode, as[i].StatusCode, "attempt %d", i)
+			require.Equal(t, want.Error, as[i].Error, "attempt %d", i)
+			requireTime(t, want.At, as[i].At, "attempt At")
+		}
+
+		// A replay restarts the numbering and keeps the history.
+		n, err := s.Replay(ctx, store.ReplayRequest{IDs: []int64{d.ID}, Now: at(5 * sec)})
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		d = claimOne(t, s, "b", "w", at(5*sec))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultRetry, NextAttemptAt: at(6 * sec), StatusCode: 500, Error: "http_500", At: at(5 * sec)})
+		d = claimOne(t, s, "b", "w", at(6*sec))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(6 * sec)})
+		as = attempts(t, d.ID)
+		require.Len(t, as, 4)
+		require.Equal(t, 1, as[3].Attempt)
+		require.Equal(t, "http_500", as[3].Error)
+	})
+
+	t.Run("a refused outcome logs nothing", func(t *testing.T) {
+		ingest(t, s, rawEvent("lost", at(0)), "c")
+		d := claimOne(t, s, "c", "w", at(0))
+		err := s.Record(ctx, d.ID, "someone-else", event.Outcome{Result: event.ResultRetry, NextAttemptAt: at(sec), Error: "x", At: at(sec)})
+		require.ErrorIs(t, err, store.ErrLeaseLost)
+		require.Empty(t, attempts(t, d.ID))
+	})
+
+	t.Run("unknown delivery", func(t *testing.T) {
+		require.Empty(t, attempts(t, 1<<40))
+	})
+
+	t.Run("pruned with the delivery", func(t *testing.T) {
+		ds := list(t, s, store.ListFilter{Target: "b"})
+		require.Len(t, ds, 1)
+		require.NotEmpty(t, attempts(t, ds[0].ID))
+		_, err := s.Prune(ctx, at(time.Hour))
+		require.NoError(t, err)
+		require.Empty(t, list(t, s, store.ListFilter{Target: "b"}))
+		require.Empty(t, attempts(t, ds[0].ID))
 	})
 }
