@@ -141,6 +141,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#deliveries tr[data-status="dead"]`)),
 		chromedp.WaitVisible(chromedp.ID(`#replay-one`)),
 		chromedp.WaitVisible(chromedp.CSS(`#detail pre.body`)),
+		// Its two failed attempts, from the attempt log.
+		poll(`document.querySelectorAll('#detail tbody tr').length === 2 && document.querySelector('#detail tbody').innerText.includes('http_422')`),
 		chromedp.Click(chromedp.ID(`#replay-one`)),
 		// The page polls: the replayed delivery turns delivered.
 		poll(countRows("delivered")+` === 2 && `+countRows("dead")+` === 0`, chromedp.WithPollingTimeout(30*time.Second)),

@@ -43,10 +43,20 @@ type deliveryDetailJSON struct {
 	deliveryJSON
 	// Body is the event's body as text (webhook bodies are JSON).
 	Body string `json:"body"`
+	// AttemptsLog lists the failed attempts; absent when the store keeps
+	// no attempt log.
+	AttemptsLog *[]attemptJSON `json:"attempts_log,omitempty"`
+}
+
+type attemptJSON struct {
+	Attempt    int        `json:"attempt"`
+	At         *time.Time `json:"at"`
+	StatusCode int        `json:"status_code"`
+	Error      string     `json:"error"`
 }
 
 // handleGetDelivery serves GET /api/v1/deliveries/{id}: the delivery with
-// its event's body.
+// its event's body and, where the store keeps them, its failed attempts.
 func (s *Server) handleGetDelivery(c *gin.Context) {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || id < 1 {
@@ -62,7 +72,20 @@ func (s *Server) handleGetDelivery(c *gin.Context) {
 		c.JSON(http.StatusNotFound, errorBody("no delivery with this id"))
 		return
 	}
-	c.JSON(http.StatusOK, deliveryDetailJSON{deliveryJSON: toDeliveryJSON(ds[0]), Body: string(ds[0].Body)})
+	out := deliveryDetailJSON{deliveryJSON: toDeliveryJSON(ds[0]), Body: string(ds[0].Body)}
+	if al, ok := s.opts.Admin.(store.AttemptLog); ok {
+		as, err := al.Attempts(c.Request.Context(), id)
+		if err != nil {
+			s.adminStoreError(c, "read attempts", err)
+			return
+		}
+		log := make([]attemptJSON, 0, len(as))
+		for _, a := range as {
+			log = append(log, attemptJSON{Attempt: a.Attempt, At: optTime(a.At), StatusCode: a.StatusCode, Error: a.Error})
+		}
+		out.AttemptsLog = &log
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // rateWindow turns a counter into a rate over about the last minute: it

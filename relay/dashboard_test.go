@@ -249,3 +249,55 @@ func TestAdminOverview(t *testing.T) {
 	require.InDelta(t, 1.0, ing["accepted_per_second"], 0.001, "10 accepted over 10 s")
 	require.InDelta(t, 10, ing["window_seconds"], 0.001)
 }
+
+// attemptAdmin is a fakeAdmin that keeps an attempt log.
+type attemptAdmin struct {
+	*fakeAdmin
+	attempts map[int64][]store.Attempt
+}
+
+func (a attemptAdmin) Attempts(_ context.Context, id int64) ([]store.Attempt, error) {
+	return a.attempts[id], nil
+}
+
+func TestAdminGetDeliveryAttempts(t *testing.T) {
+	fa := &fakeAdmin{list: func(_ context.Context, f store.ListFilter) ([]event.Delivery, error) {
+		return []event.Delivery{{ID: f.ID, Target: "a", Status: event.StatusDead}}, nil
+	}}
+	withLog := adminHarnessFor(t, attemptAdmin{fakeAdmin: fa, attempts: map[int64][]store.Attempt{
+		3: {{Attempt: 1, At: fixedNow, StatusCode: 503, Error: "http_503"}, {Attempt: 2, At: fixedNow, Error: "timeout"}},
+	}})
+	var d struct {
+		AttemptsLog *[]map[string]any `json:"attempts_log"`
+	}
+	resp := withLog.do(t, http.MethodGet, "/api/v1/deliveries/3", bearer(testToken), nil)
+	require.Equal(t, http.StatusOK, resp.status)
+	require.NoError(t, json.Unmarshal([]byte(resp.body), &d))
+	require.NotNil(t, d.AttemptsLog)
+	require.Len(t, *d.AttemptsLog, 2)
+	require.Equal(t, "http_503", (*d.AttemptsLog)[0]["error"])
+	require.InDelta(t, 503, (*d.AttemptsLog)[0]["status_code"], 0)
+	require.InDelta(t, 2, (*d.AttemptsLog)[1]["attempt"], 0)
+
+	resp = withLog.do(t, http.MethodGet, "/api/v1/deliveries/4", bearer(testToken), nil)
+	require.JSONEq(t, "[]", string(mustField(t, resp.body, "attempts_log")), "a log, empty")
+
+	without := adminHarness(t, fa)
+	resp = without.do(t, http.MethodGet, "/api/v1/deliveries/3", bearer(testToken), nil)
+	require.NotContains(t, resp.body, "attempts_log", "no log: the field is absent")
+}
+
+func adminHarnessFor(t *testing.T, admin relay.Admin) *harness {
+	t.Helper()
+	return newHarness(t, func(o *relay.Options) {
+		o.AdminToken = testToken
+		o.Admin = admin
+	})
+}
+
+func mustField(t *testing.T, body, field string) json.RawMessage {
+	t.Helper()
+	var m map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal([]byte(body), &m))
+	return m[field]
+}
