@@ -172,6 +172,11 @@ type Delivery struct {
 	// LastStatusCode is the HTTP status of the last attempt; 0 when the
 	// attempt got no response.
 	LastStatusCode int
+	// Channel, Chat and MsgID describe the delivery's event for operators;
+	// only List fills them (claims never read them).
+	Channel string
+	Chat    string
+	MsgID   string
 }
 
 // Result is what an attempt decided.

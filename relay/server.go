@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/relay/ui"
 	"github.com/wamm-relay/wamm-relay/store"
 	"github.com/wamm-relay/wamm-relay/tracing"
 )
@@ -78,8 +79,12 @@ type Options struct {
 	// Its events are scoped to it (event.Event.ScopeTo).
 	Channels     []WebhookChannel
 	MaxBodyBytes int64
-	// AdminToken is the bearer token of /api/v1; empty disables the admin API.
+	// AdminToken is the bearer token of /api/v1; empty disables the admin API
+	// and the dashboard (/ui), whose login asks for it.
 	AdminToken string
+	// DashboardSessionTTL is how long a dashboard login lasts; zero is
+	// ui.DefaultSessionTTL.
+	DashboardSessionTTL time.Duration
 	// TrustedProxies are the CIDRs (or IPs) whose X-Forwarded-For is
 	// believed; empty trusts none and uses the socket address.
 	TrustedProxies []string
@@ -167,7 +172,7 @@ func defaultInt64(v *int64, def int64) {
 }
 
 // reservedPaths are served by relay itself; the webhook may not shadow them.
-var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/api"}
+var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/api", "/ui"}
 
 func (o *Options) validate() error {
 	if o.Listen == "" {
@@ -251,6 +256,9 @@ type Server struct {
 	channelSecrets map[string]string
 	// secrets are redacted wherever they appear in a logged value.
 	secrets []string
+	// ui is the dashboard, nil without an admin token.
+	ui         *ui.UI
+	ingestRate rateWindow
 
 	draining     atomic.Bool
 	readyFailing atomic.Bool
@@ -291,6 +299,14 @@ func New(opts Options) (*Server, error) {
 		if ch.Secret != "" && !slices.Contains(s.secrets, ch.Secret) {
 			s.secrets = append(s.secrets, ch.Secret)
 		}
+	}
+	s.ingestRate.window = time.Minute
+	if opts.AdminToken != "" {
+		d, err := ui.New(ui.Options{AdminToken: opts.AdminToken, SessionTTL: opts.DashboardSessionTTL, Logger: opts.Logger, Now: opts.Now})
+		if err != nil {
+			return nil, fmt.Errorf("relay options: dashboard: %w", err)
+		}
+		s.ui = d
 	}
 	if opts.Registerer != nil {
 		if err := s.metrics.register(opts.Registerer); err != nil {
@@ -356,6 +372,7 @@ func (s *Server) buildEngine() (*gin.Engine, error) {
 	}
 	if s.opts.AdminToken != "" {
 		s.routeAdmin(e.Group("/api/v1", s.requireAdmin))
+		s.ui.Register(e)
 	}
 	return e, nil
 }

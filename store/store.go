@@ -116,6 +116,14 @@ type ListFilter struct {
 	// BeforeID pages backwards: only deliveries with ID < BeforeID.
 	BeforeID int64
 	Limit    int
+	// MsgID, Chat and Channel select by the delivery's event: its message
+	// id, its chat (msg_data.phone) and its WAMM channel (an exact match;
+	// "" does not filter). Served by the events indexes on msg_id and chat.
+	MsgID   string
+	Chat    string
+	Channel string
+	// ID selects the one delivery with this id.
+	ID int64
 }
 
 // ReplayRequest selects deliveries to replay: either IDs, or Target and
@@ -191,4 +199,23 @@ type HandoffLease struct {
 // this to the server's own tools.
 type Backuper interface {
 	Backup(ctx context.Context, path string) error
+}
+
+// Attempt is one failed attempt of a delivery.
+type Attempt struct {
+	// Attempt is the attempt's number (1 is the first; numbering restarts
+	// after a replay).
+	Attempt    int
+	At         time.Time
+	StatusCode int
+	Error      string
+}
+
+// AttemptLog is implemented by stores that keep each delivery's failed
+// attempts, written by Record in the outcome's own transaction. A
+// delivered outcome writes no attempt row (the delivery row describes it).
+type AttemptLog interface {
+	// Attempts returns delivery id's failed attempts, oldest first; none
+	// (and no error) for an unknown id.
+	Attempts(ctx context.Context, id int64) ([]Attempt, error)
 }

@@ -219,7 +219,25 @@ func (s *Store) List(ctx context.Context, f store.ListFilter) ([]event.Delivery,
 	if f.BeforeID > 0 {
 		add("d.id < $%d", f.BeforeID)
 	}
-	q := "SELECT " + listCols + " FROM deliveries d JOIN events e ON e.id = d.event_id"
+	if f.ID > 0 {
+		add("d.id = $%d", f.ID)
+	}
+	if f.MsgID != "" {
+		add("e.msg_id = $%d AND e.msg_id <> ''", f.MsgID)
+	}
+	if f.Chat != "" {
+		// The literal <> '' matches the partial index events_chat_idx.
+		add("e.chat = $%d AND e.chat <> ''", f.Chat)
+	}
+	if f.Channel != "" {
+		add("e.channel = $%d", f.Channel)
+	}
+	cols := listCols
+	if f.ID > 0 {
+		// One delivery asked for by id: its body is worth reading.
+		cols = deliveryCols
+	}
+	q := "SELECT " + cols + ", e.channel, e.chat, e.msg_id FROM deliveries d JOIN events e ON e.id = d.event_id"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -232,11 +250,33 @@ func (s *Store) List(ctx context.Context, f store.ListFilter) ([]event.Delivery,
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, scanDelivery)
+	out, err := pgx.CollectRows(rows, scanListed)
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
 	return out, nil
+}
+
+// withEventRow scans a delivery row followed by its event's channel, chat
+// and msg_id into d.
+type withEventRow struct {
+	pgx.CollectableRow
+	d *event.Delivery
+}
+
+func (w withEventRow) Scan(dest ...any) error {
+	return w.CollectableRow.Scan(append(dest, &w.d.Channel, &w.d.Chat, &w.d.MsgID)...)
+}
+
+// scanListed reads one List row (listCols, channel, chat, msg_id).
+func scanListed(row pgx.CollectableRow) (event.Delivery, error) {
+	var extra event.Delivery
+	d, err := scanDelivery(withEventRow{CollectableRow: row, d: &extra})
+	if err != nil {
+		return event.Delivery{}, err
+	}
+	d.Channel, d.Chat, d.MsgID = extra.Channel, extra.Chat, extra.MsgID
+	return d, nil
 }
 
 // Replay moves the selected dead or delivered deliveries back to pending,

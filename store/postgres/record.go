@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,6 +56,18 @@ FROM input i
 WHERE d.id = i.id AND d.status = 'pending' AND d.lease_owner = i.owner AND d.lease_until > i.at
 RETURNING i.ord`
 
+// recordBatchLoggedSQL is recordBatchSQL that also logs the failed
+// attempts among the applied outcomes in delivery_attempts, in the same
+// statement. Batches of only delivered outcomes (the hot path) run
+// recordBatchSQL and pay nothing for the log.
+var recordBatchLoggedSQL = strings.Replace(strings.Replace(recordBatchSQL, "\nUPDATE deliveries d SET", ", applied AS (\nUPDATE deliveries d SET", 1),
+	"RETURNING i.ord", `RETURNING i.ord, d.id, d.attempts, d.status, i.at, i.status_code, i.last_error
+), logged AS (
+    INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, error)
+    SELECT id, attempts, at, status_code, COALESCE(last_error, '') FROM applied WHERE status <> 'delivered'
+)
+SELECT ord FROM applied`, 1)
+
 // maxBatchRetries is how many times a record batch that lost a deadlock (or
 // a serialization failure) is run again before its callers get the error.
 // Batches feed their rows in id order, so two of them can deadlock only when
@@ -91,6 +104,14 @@ func (s *Store) commitRecords(ctx context.Context, batch []recordRequest) []erro
 		codes[j], ats[j] = int32(r.code), r.at
 	}
 
+	query := recordBatchSQL
+	for _, r := range batch {
+		if r.status != event.StatusDelivered {
+			query = recordBatchLoggedSQL
+			break
+		}
+	}
+
 	results := make([]error, n)
 	var (
 		applied []bool // by position in order
@@ -100,7 +121,7 @@ func (s *Store) commitRecords(ctx context.Context, batch []recordRequest) []erro
 	for try := 0; ; try++ {
 		applied, exists = make([]bool, n), nil
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, recordBatchSQL,
+			rows, err := tx.Query(ctx, query,
 				ids, owners, statuses, nexts, delivereds, lastErrs, errTimes, codes, ats)
 			if err != nil {
 				return err
@@ -169,4 +190,30 @@ func (s *Store) commitRecords(ctx context.Context, batch []recordRequest) []erro
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// Attempts returns the failed attempts of delivery id, oldest first.
+func (s *Store) Attempts(ctx context.Context, id int64) ([]store.Attempt, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	rows, err := s.pool.Query(ctx, `SELECT attempt, at, status_code, error FROM delivery_attempts
+		WHERE delivery_id = $1 ORDER BY id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Attempt, error) {
+		var (
+			a          store.Attempt
+			attempt    int32
+			statusCode int32
+		)
+		err := row.Scan(&attempt, &a.At, &statusCode, &a.Error)
+		a.Attempt, a.StatusCode, a.At = int(attempt), int(statusCode), a.At.UTC()
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list attempts: %w", err)
+	}
+	return out, nil
 }

@@ -34,7 +34,24 @@ func (s *Store) List(ctx context.Context, f store.ListFilter) ([]event.Delivery,
 		where = append(where, "d.id < ?")
 		args = append(args, f.BeforeID)
 	}
-	q := `SELECT ` + deliveryCols + ` FROM deliveries d JOIN events e ON e.id = d.event_id`
+	if f.ID > 0 {
+		where = append(where, "d.id = ?")
+		args = append(args, f.ID)
+	}
+	if f.MsgID != "" {
+		where = append(where, "e.msg_id = ?")
+		args = append(args, f.MsgID)
+	}
+	if f.Chat != "" {
+		// The literal <> '' matches the partial index events_chat.
+		where = append(where, "e.chat = ? AND e.chat <> ''")
+		args = append(args, f.Chat)
+	}
+	if f.Channel != "" {
+		where = append(where, "e.channel = ?")
+		args = append(args, f.Channel)
+	}
+	q := `SELECT ` + deliveryCols + `, e.channel, e.chat, e.msg_id FROM deliveries d JOIN events e ON e.id = d.event_id`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -47,9 +64,39 @@ func (s *Store) List(ctx context.Context, f store.ListFilter) ([]event.Delivery,
 	if err != nil {
 		return nil, s.fail("list deliveries", err)
 	}
-	out, err := scanDeliveries(rows, 0, f.Limit)
+	out, err := scanListed(rows, f.Limit)
 	if err != nil {
 		return nil, s.fail("list deliveries", err)
+	}
+	return out, nil
+}
+
+// withEventScanner scans a delivery row followed by its event's channel,
+// chat and msg_id into d.
+type withEventScanner struct {
+	*sql.Rows
+	d *event.Delivery
+}
+
+func (w withEventScanner) Scan(dest ...any) error {
+	return w.Rows.Scan(append(dest, &w.d.Channel, &w.d.Chat, &w.d.MsgID)...)
+}
+
+// scanListed reads List's rows (deliveryCols, channel, chat, msg_id).
+func scanListed(rows *sql.Rows, want int) ([]event.Delivery, error) {
+	defer rows.Close()
+	out := make([]event.Delivery, 0, want)
+	for rows.Next() {
+		var extra event.Delivery
+		d, err := scanDelivery(withEventScanner{Rows: rows, d: &extra})
+		if err != nil {
+			return nil, fmt.Errorf("scan delivery: %w", err)
+		}
+		d.Channel, d.Chat, d.MsgID = extra.Channel, extra.Chat, extra.MsgID
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read deliveries: %w", err)
 	}
 	return out, nil
 }

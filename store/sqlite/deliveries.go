@@ -192,6 +192,41 @@ const recordSQL = `
 			updated_at = ?7
 		WHERE id = ?8 AND status = 'pending'`
 
+// insAttemptSQL logs a failed attempt, numbered by the delivery's attempts
+// (already counted by recordSQL in the same transaction).
+const insAttemptSQL = `
+		INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, error)
+		SELECT id, attempts, ?2, ?3, ?4 FROM deliveries WHERE id = ?1`
+
+// Attempts returns the failed attempts of delivery id, oldest first.
+func (s *Store) Attempts(ctx context.Context, id int64) ([]store.Attempt, error) {
+	if err := s.open("list attempts"); err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT attempt, at, status_code, error FROM delivery_attempts
+		WHERE delivery_id = ? ORDER BY id`, id)
+	if err != nil {
+		return nil, s.fail("list attempts", err)
+	}
+	defer rows.Close()
+	out := []store.Attempt{}
+	for rows.Next() {
+		var (
+			a  store.Attempt
+			at sql.NullInt64
+		)
+		if err := rows.Scan(&a.Attempt, &at, &a.StatusCode, &a.Error); err != nil {
+			return nil, s.fail("list attempts", err)
+		}
+		a.At = fromMS(at)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("list attempts", err)
+	}
+	return out, nil
+}
+
 // recordRequest is one Record call's bound values.
 type recordRequest struct {
 	id          int64
@@ -252,7 +287,7 @@ func (s *Store) Record(ctx context.Context, id int64, owner string, out event.Ou
 // delivery's lease. It returns store.ErrLeaseLost or store.ErrNotFound,
 // unwrapped, when nothing may be written. The lease itself is dropped once
 // the commit is done (see commitWrites).
-func (s *Store) recordOne(ctx context.Context, update, exists *sql.Stmt, r *recordRequest) error {
+func (s *Store) recordOne(ctx context.Context, update, exists *sql.Stmt, attempt func() *sql.Stmt, r *recordRequest) error {
 	if s.leases.ownedBy(r.id, r.owner, r.at) {
 		res, err := update.ExecContext(ctx, string(r.status), r.next, r.deliveredAt, r.statusCode, r.errText, r.errAt, r.at, r.id)
 		if err != nil {
@@ -263,6 +298,13 @@ func (s *Store) recordOne(ctx context.Context, update, exists *sql.Stmt, r *reco
 			return fmt.Errorf("update delivery %d: %w", r.id, err)
 		}
 		if n == 1 {
+			// Only failures are logged: a delivered outcome, the hot path,
+			// writes nothing more.
+			if r.status != event.StatusDelivered {
+				if _, err := attempt().ExecContext(ctx, r.id, r.at, r.statusCode, r.errText); err != nil {
+					return fmt.Errorf("log attempt of delivery %d: %w", r.id, err)
+				}
+			}
 			return nil
 		}
 	}

@@ -299,7 +299,7 @@ func (w *writer) commitAndAnswer(ops []*writeOp, durable bool) {
 // prepared once on the writer connection and bound to each transaction:
 // parsing the claim query alone cost a fifth of the store's CPU.
 type stmts struct {
-	insEvent, insDelivery, record, exists, byIDs *sql.Stmt
+	insEvent, insDelivery, record, exists, byIDs, insAttempt *sql.Stmt
 
 	mu       sync.Mutex
 	claimDue map[string]*sql.Stmt // by target; see claimDueSQL
@@ -335,6 +335,7 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 			INSERT INTO deliveries (event_id, target, status, next_attempt_at, created_at, updated_at)
 			VALUES (?1, ?2, 'pending', ?3, ?3, ?3)`},
 		{&s.record, recordSQL},
+		{&s.insAttempt, insAttemptSQL},
 		{&s.exists, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)`},
 		{&s.byIDs, byIDsSQL},
 	} {
@@ -349,7 +350,7 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.insEvent, s.insDelivery, s.record, s.exists, s.byIDs} {
+	for _, st := range []*sql.Stmt{s.insEvent, s.insDelivery, s.record, s.exists, s.byIDs, s.insAttempt} {
 		if st != nil {
 			_ = st.Close()
 		}
@@ -404,6 +405,14 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp, durable bool) 
 		}
 		record := tx.StmtContext(bg, s.stmts.record)
 		exists := tx.StmtContext(bg, s.stmts.exists)
+		// Bound to the transaction only when a failure needs it.
+		var attemptStmt *sql.Stmt
+		attempt := func() *sql.Stmt {
+			if attemptStmt == nil {
+				attemptStmt = tx.StmtContext(bg, s.stmts.insAttempt)
+			}
+			return attemptStmt
+		}
 		wake = false
 		for i, op := range ops {
 			var err error
@@ -415,7 +424,7 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp, durable bool) 
 					wake = true
 				}
 			case op.record != nil:
-				err = s.recordOne(bg, record, exists, op.record)
+				err = s.recordOne(bg, record, exists, attempt, op.record)
 			}
 			if err != nil && !isOwnError(err) {
 				return err

@@ -49,6 +49,8 @@ func Run(t *testing.T, open Harness) {
 	t.Run("Release", func(t *testing.T) { testRelease(t, open) })
 	t.Run("NextDue", func(t *testing.T) { testNextDue(t, open) })
 	t.Run("List", func(t *testing.T) { testList(t, open) })
+	t.Run("ListByEvent", func(t *testing.T) { testListByEvent(t, open) })
+	t.Run("Attempts", func(t *testing.T) { testAttempts(t, open) })
 	t.Run("Replay", func(t *testing.T) { testReplay(t, open) })
 	t.Run("TargetStats", func(t *testing.T) { testTargetStats(t, open) })
 	t.Run("KnownMessages", func(t *testing.T) { testKnownMessages(t, open) })
@@ -1552,5 +1554,143 @@ func testReassignPending(t *testing.T, open Harness) {
 			_, err := s.ReassignPending(ctx, r)
 			require.Error(t, err, "%+v", r)
 		}
+	})
+}
+
+// testListByEvent covers the filters on the delivery's event (message id,
+// chat, channel, id) and the event fields List reports.
+func testListByEvent(t *testing.T, open Harness) {
+	s := newStore(t, open)
+	chatMsg := func(channel, msgID, chat string, received time.Time) event.Event {
+		ev := msgEvent(msgID, "sent", received)
+		ev.Chat = chat
+		ev.ScopeTo(channel)
+		return ev
+	}
+	ingest(t, s, chatMsg("", "101", "79001112233", at(sec)), "a", "b")
+	ingest(t, s, chatMsg("", "102", "79004445566", at(2*sec)), "a")
+	ingest(t, s, chatMsg("sales", "101", "79001112233", at(3*sec)), "a")
+	ingest(t, s, rawEvent("r1", at(4*sec)), "a")
+	all := list(t, s, store.ListFilter{})
+	require.Len(t, all, 5)
+	byKey := map[string][]int64{}
+	for _, d := range all {
+		byKey[d.Channel+"/"+d.MsgID+"/"+d.Target] = append(byKey[d.Channel+"/"+d.MsgID+"/"+d.Target], d.ID)
+	}
+	one := func(k string) int64 {
+		require.Len(t, byKey[k], 1, "delivery %s among %v", k, byKey)
+		return byKey[k][0]
+	}
+
+	for _, tc := range []struct {
+		name string
+		f    store.ListFilter
+		want []int64
+	}{
+		{"by msg id across channels", store.ListFilter{MsgID: "101"}, desc(one("default/101/a"), one("default/101/b"), one("sales/101/a"))},
+		{"by msg id and channel", store.ListFilter{MsgID: "101", Channel: "sales"}, desc(one("sales/101/a"))},
+		{"by chat", store.ListFilter{Chat: "79004445566"}, desc(one("default/102/a"))},
+		{"by chat and target", store.ListFilter{Chat: "79001112233", Target: "a"}, desc(one("default/101/a"), one("sales/101/a"))},
+		{"by channel", store.ListFilter{Channel: "default", Target: "a"}, desc(one("default/101/a"), one("default/102/a"), one("default//a"))},
+		{"by id", store.ListFilter{ID: one("default/102/a")}, []int64{one("default/102/a")}},
+		{"unknown msg id", store.ListFilter{MsgID: "999"}, []int64{}},
+		{"unknown chat", store.ListFilter{Chat: "7000"}, []int64{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, ids(list(t, s, tc.f)))
+		})
+	}
+
+	t.Run("reports the event's channel, chat and msg id", func(t *testing.T) {
+		ds := list(t, s, store.ListFilter{ID: one("sales/101/a")})
+		require.Len(t, ds, 1)
+		require.Equal(t, "sales", ds[0].Channel)
+		require.Equal(t, "79001112233", ds[0].Chat)
+		require.Equal(t, "101", ds[0].MsgID)
+		require.Equal(t, event.ChannelKey("sales", event.MsgKey("101")), ds[0].EventKey)
+	})
+	t.Run("by id returns the body", func(t *testing.T) {
+		ds := list(t, s, store.ListFilter{ID: one("default/102/a")})
+		require.Len(t, ds, 1)
+		require.JSONEq(t, `{"tip":"msg","msg_id":102}`, string(ds[0].Body))
+	})
+}
+
+// testAttempts covers the log of failed attempts: failures only, numbered,
+// restarted by a replay, gone with the pruned delivery.
+func testAttempts(t *testing.T, open Harness) {
+	ctx := context.Background()
+	s := newStore(t, open)
+	log, ok := s.(store.AttemptLog)
+	require.True(t, ok, "the store keeps an attempt log (store.AttemptLog)")
+	attempts := func(t *testing.T, id int64) []store.Attempt {
+		t.Helper()
+		as, err := log.Attempts(ctx, id)
+		require.NoError(t, err)
+		return as
+	}
+
+	t.Run("a first-try delivery logs nothing", func(t *testing.T) {
+		ingest(t, s, rawEvent("ok1", at(0)), "a")
+		d := claimOne(t, s, "a", "w", at(0))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(sec)})
+		require.Empty(t, attempts(t, d.ID))
+	})
+
+	t.Run("failures are logged in order, the success is not", func(t *testing.T) {
+		ingest(t, s, rawEvent("f1", at(0)), "b")
+		d := claimOne(t, s, "b", "w", at(0))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultRetry, NextAttemptAt: at(sec), StatusCode: 503, Error: "http_503", At: at(sec)})
+		d = claimOne(t, s, "b", "w", at(2*sec))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultRetry, NextAttemptAt: at(3 * sec), Error: "timeout", At: at(2 * sec)})
+		d = claimOne(t, s, "b", "w", at(4*sec))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDead, StatusCode: 400, Error: "http_400", At: at(4 * sec)})
+		as := attempts(t, d.ID)
+		require.Len(t, as, 3)
+		for i, want := range []store.Attempt{
+			{Attempt: 1, At: at(sec), StatusCode: 503, Error: "http_503"},
+			{Attempt: 2, At: at(2 * sec), Error: "timeout"},
+			{Attempt: 3, At: at(4 * sec), StatusCode: 400, Error: "http_400"},
+		} {
+			require.Equal(t, want.Attempt, as[i].Attempt, "attempt %d", i)
+			require.Equal(t, want.StatusCode, as[i].StatusCode, "attempt %d", i)
+			require.Equal(t, want.Error, as[i].Error, "attempt %d", i)
+			requireTime(t, want.At, as[i].At, "attempt At")
+		}
+
+		// A replay restarts the numbering and keeps the history.
+		n, err := s.Replay(ctx, store.ReplayRequest{IDs: []int64{d.ID}, Now: at(5 * sec)})
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		d = claimOne(t, s, "b", "w", at(5*sec))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultRetry, NextAttemptAt: at(6 * sec), StatusCode: 500, Error: "http_500", At: at(5 * sec)})
+		d = claimOne(t, s, "b", "w", at(6*sec))
+		record(t, s, d.ID, "w", event.Outcome{Result: event.ResultDelivered, StatusCode: 200, At: at(6 * sec)})
+		as = attempts(t, d.ID)
+		require.Len(t, as, 4)
+		require.Equal(t, 1, as[3].Attempt)
+		require.Equal(t, "http_500", as[3].Error)
+	})
+
+	t.Run("a refused outcome logs nothing", func(t *testing.T) {
+		ingest(t, s, rawEvent("lost", at(0)), "c")
+		d := claimOne(t, s, "c", "w", at(0))
+		err := s.Record(ctx, d.ID, "someone-else", event.Outcome{Result: event.ResultRetry, NextAttemptAt: at(sec), Error: "x", At: at(sec)})
+		require.ErrorIs(t, err, store.ErrLeaseLost)
+		require.Empty(t, attempts(t, d.ID))
+	})
+
+	t.Run("unknown delivery", func(t *testing.T) {
+		require.Empty(t, attempts(t, 1<<40))
+	})
+
+	t.Run("pruned with the delivery", func(t *testing.T) {
+		ds := list(t, s, store.ListFilter{Target: "b"})
+		require.Len(t, ds, 1)
+		require.NotEmpty(t, attempts(t, ds[0].ID))
+		_, err := s.Prune(ctx, at(time.Hour))
+		require.NoError(t, err)
+		require.Empty(t, list(t, s, store.ListFilter{Target: "b"}))
+		require.Empty(t, attempts(t, ds[0].ID))
 	})
 }
