@@ -180,6 +180,11 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	if !r.backfilling {
 		windowGaps = r.checkOverflow(pages, known, now, rep)
 	}
+	for i, page := range pages {
+		if h := highest(page); h != "" {
+			r.lastNewest[i] = h
+		}
+	}
 	if len(windowGaps) > 0 {
 		if pe := r.queueKnownChats(ctx, windowGaps); pe != nil {
 			return pe
@@ -374,12 +379,16 @@ func (r *Reconciler) checkOverflow(pages [2][]wamm.Message, known map[string]sto
 			Channel: r.opts.Channel, Reason: store.GapWindow, Direction: direction(i),
 			BeforeMsgID: o.MsgID, BeforeTime: o.DateIns, DetectedAt: now,
 		}
+		// The newest message known below the page bounds the gap; what is
+		// known above it (webhooks since) says nothing about the gap.
 		if r.haveBase && !r.base.Adopted {
-			g.AfterMsgID = r.base.HighIn
+			high := r.base.HighIn
 			if i == 1 {
-				g.AfterMsgID = r.base.HighOut
+				high = r.base.HighOut
 			}
+			g.AfterMsgID = newestBelow(g.AfterMsgID, high, o.MsgID)
 		}
+		g.AfterMsgID = newestBelow(g.AfterMsgID, r.lastNewest[i], o.MsgID)
 		gaps = append(gaps, g)
 	}
 	if rep.Overflow {
@@ -436,21 +445,26 @@ func (r *Reconciler) queueKnownChats(ctx context.Context, gaps []store.Gap) *pas
 	if err != nil {
 		return storeError("list known chats", err)
 	}
-	newest := ""
 	for _, c := range chats {
 		if c.Chat != "" && !slices.Contains(r.pendingChats, c.Chat) {
 			r.pendingChats = append(r.pendingChats, c.Chat)
 		}
-		if store.CompareMsgIDs(c.LastMsgID, newest) > 0 {
-			newest = c.LastMsgID
-		}
 	}
 	for i := range gaps {
-		if store.CompareMsgIDs(newest, gaps[i].AfterMsgID) > 0 {
-			gaps[i].AfterMsgID = newest
+		for _, c := range chats {
+			gaps[i].AfterMsgID = newestBelow(gaps[i].AfterMsgID, c.LastMsgID, gaps[i].BeforeMsgID)
 		}
 	}
 	return nil
+}
+
+// newestBelow returns the newer of cur and id when id is below limit, else
+// cur.
+func newestBelow(cur, id, limit string) string {
+	if id != "" && store.CompareMsgIDs(id, limit) < 0 && store.CompareMsgIDs(id, cur) > 0 {
+		return id
+	}
+	return cur
 }
 
 // chatGap is the gap in p's chat: between the newest message the store

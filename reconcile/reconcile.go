@@ -224,6 +224,9 @@ type Reconciler struct {
 	// backfilling is set from the first-run check of a backfill until a pass
 	// completes: an empty store knows nothing, so it is no overflow.
 	backfilling bool
+	// lastNewest is the newest msg_id of the last polled page of each
+	// direction: the tightest lower bound of a window gap.
+	lastNewest [2]string
 	// unrecordedGaps are gaps detected while the store failed, recorded by
 	// a later pass.
 	unrecordedGaps []store.Gap

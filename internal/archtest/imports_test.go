@@ -43,6 +43,9 @@ var allowed = map[string][]string{
 	// a store, to measure what a store costs.
 	"bench":      {"event", "dedup", "relay"},
 	"bench/soak": {},
+	// blackout drives the real reconciler against the fake account on a
+	// simulated clock.
+	"bench/blackout": {"event", "reconcile", "store", "store/sqlite", "wamm", "wamm/wammfake"},
 	// deploytest has only tests (and doc.go) for the deployment kit.
 	"deploy/deploytest": {},
 }
