@@ -18,6 +18,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wamm-relay/wamm-relay/config"
+	"github.com/wamm-relay/wamm-relay/store"
+	"github.com/wamm-relay/wamm-relay/wamm"
 	"github.com/wamm-relay/wamm-relay/wamm/wammfake"
 )
 
@@ -46,9 +48,20 @@ type DemoSummary struct {
 	Duplicates      int
 	Reconciled      int // events the reconciler found and enqueued
 	Targets         []DemoTarget
-	// MissingAtCRM lists messages the account produced that the crm target
-	// has not received (should be empty once the reconciler caught up).
+	// MissingAtCRM lists messages the accounts produced that the crm target
+	// has not received (should be empty once the reconciler caught up),
+	// except those of the named gap, which no API call can bring back.
 	MissingAtCRM []string
+	// Channels are the WAMM channels the demo runs: default and sales.
+	Channels []string
+	// BlackoutLost is how many sales messages arrived while its webhook
+	// was down; BlackoutRecovered how many of them reached crm.
+	BlackoutLost, BlackoutRecovered int
+	// Gaps describes the gap records the reconciler wrote; GapMessages is
+	// how many messages lie in a chat gap (beyond the API) and did not
+	// reach crm.
+	Gaps        []string
+	GapMessages int
 }
 
 // DemoTarget counts what one sample target received.
@@ -146,6 +159,12 @@ func RunDemo(ctx context.Context, opts DemoOptions) (DemoSummary, error) {
 	account := wammfake.New(wammfake.Options{Token: token, DropRate: opts.DropRate, RetryBackoff: 50 * time.Millisecond})
 	api := httptest.NewServer(account.Handler())
 	defer api.Close()
+	// A second channel (another WhatsApp number, say), whose msg_ids start
+	// where the first one's do: its events stay its own all the same.
+	salesChats := []string{"79110000001", "79110000002", "79110000003"}
+	sales := wammfake.New(wammfake.Options{Token: "demo-sales-token", Chats: salesChats, RetryBackoff: 50 * time.Millisecond})
+	salesAPI := httptest.NewServer(sales.Handler())
+	defer salesAPI.Close()
 	crm := newDemoTarget("crm", 0)
 	defer crm.srv.Close()
 	analytics := newDemoTarget("analytics", 7)
@@ -162,6 +181,11 @@ func RunDemo(ctx context.Context, opts DemoOptions) (DemoSummary, error) {
 	cfg.Reconcile.Interval = config.D(time.Second)
 	cfg.Reconcile.Grace = config.D(time.Second)
 	cfg.Reconcile.BackfillOnStart = true
+	cfg.WAMM.Channels = []config.Channel{{
+		Name: "sales", Token: "demo-sales-token", APIURL: salesAPI.URL + "/api2", Timeout: config.D(5 * time.Second),
+		Reconcile: config.ChannelReconcile{Enabled: true, Interval: cfg.Reconcile.Interval, Grace: cfg.Reconcile.Grace,
+			BackoffMax: cfg.Reconcile.BackoffMax, BackfillOnStart: true},
+	}}
 	cfg.Delivery.BackoffInitial = config.D(100 * time.Millisecond)
 	cfg.Delivery.BackoffMax = config.D(time.Second)
 	cfg.Targets = []config.Target{
@@ -179,16 +203,22 @@ func RunDemo(ctx context.Context, opts DemoOptions) (DemoSummary, error) {
 		return DemoSummary{}, err
 	}
 	account.SetWebhookURL("http://" + addr.String() + cfg.Server.WebhookPath)
-	fmt.Fprintf(opts.Out, "wamm-relay demo: relay on http://%s, fake WAMM account at %s, targets crm and analytics\n", addr, api.URL)
+	salesHook := "http://" + addr.String() + cfg.Server.WebhookPath + "/sales"
+	sales.SetWebhookURL(salesHook)
+	fmt.Fprintf(opts.Out, "wamm-relay demo: relay on http://%s, fake WAMM channels default (%s) and sales (%s), targets crm and analytics\n",
+		addr, api.URL, salesAPI.URL)
+	fmt.Fprintf(opts.Out, "the sales channel goes through a webhook blackout, then a flood in one chat larger than the API can page back\n")
 	fmt.Fprintf(opts.Out, "the fake account loses %.0f%% of its webhooks; the reconciler polls every %s and fills the gaps\n\n",
 		opts.DropRate*100, cfg.Reconcile.Interval.Duration)
 
+	demo := &demoScript{}
 	summarize := func() DemoSummary {
-		st := account.Stats()
+		st, sst := account.Stats(), sales.Stats()
 		s := DemoSummary{
-			Messages:        st.Messages,
-			WebhooksSent:    st.WebhooksSent,
-			WebhooksDropped: st.WebhooksDropped,
+			Messages:        st.Messages + sst.Messages,
+			WebhooksSent:    st.WebhooksSent + sst.WebhooksSent,
+			WebhooksDropped: st.WebhooksDropped + sst.WebhooksDropped,
+			Channels:        []string{"default", "sales"},
 			Received:        int(counterValue(a.registry, "wamm_relay_events_enqueued_total", "source", "webhook")),
 			Duplicates:      int(counterValue(a.registry, "wamm_relay_webhooks_received_total", "outcome", "duplicate")),
 			Reconciled:      int(counterValue(a.registry, "wamm_relay_events_enqueued_total", "source", "reconcile")),
@@ -199,6 +229,37 @@ func RunDemo(ctx context.Context, opts DemoOptions) (DemoSummary, error) {
 		for _, m := range account.Messages() {
 			if !crmKeys["msg:"+m.ID] {
 				s.MissingAtCRM = append(s.MissingAtCRM, m.ID)
+			}
+		}
+		gaps, _ := a.store.Gaps(context.Background(), store.GapFilter{Channel: "sales"})
+		for _, g := range gaps {
+			s.Gaps = append(s.Gaps, fmt.Sprintf("#%d %s %s chat=%s after=%s before=%s", g.ID, g.Channel, g.Reason, g.Chat, g.AfterMsgID, g.BeforeMsgID))
+		}
+		// A message no API call can bring back lies in a chat gap's range.
+		inGap := func(m wammfake.Message) bool {
+			for _, g := range gaps {
+				if g.Reason == store.GapChat && g.Chat == m.Phone &&
+					store.CompareMsgIDs(m.ID, g.AfterMsgID) > 0 && store.CompareMsgIDs(m.ID, g.BeforeMsgID) < 0 {
+					return true
+				}
+			}
+			return false
+		}
+		demo.mu.Lock()
+		s.BlackoutLost = len(demo.blackout)
+		for _, id := range demo.blackout {
+			if crmKeys["sales:msg:"+id] {
+				s.BlackoutRecovered++
+			}
+		}
+		demo.mu.Unlock()
+		for _, m := range sales.Messages() {
+			switch {
+			case crmKeys["sales:msg:"+m.ID]:
+			case inGap(m):
+				s.GapMessages++
+			default:
+				s.MissingAtCRM = append(s.MissingAtCRM, "sales:"+m.ID)
 			}
 		}
 		sort.Strings(s.MissingAtCRM)
@@ -226,11 +287,19 @@ func RunDemo(ctx context.Context, opts DemoOptions) (DemoSummary, error) {
 			fmt.Fprintf(opts.Out, "  %-10s %d delivered (%d from webhooks, %d from the reconciler), %d failed on purpose and retried\n",
 				t.Name, t.Delivered, t.FromWebhook, t.FromReconcile, t.FailedOnPurpose)
 		}
+		fmt.Fprintf(opts.Out, "  %-10s sales blackout: %d of %d messages without a webhook recovered by polling\n", "reconcile",
+			s.BlackoutRecovered, s.BlackoutLost)
+		fmt.Fprintf(opts.Out, "  %-10s %d messages of the flood's chat are beyond the API and named in a gap record (GET /api/v1/gaps, wamm-relay gaps list):\n",
+			"gaps", s.GapMessages)
+		for _, g := range s.Gaps {
+			fmt.Fprintf(opts.Out, "             %s\n", g)
+		}
 		if len(s.MissingAtCRM) > 0 {
 			fmt.Fprintf(opts.Out, "%d message(s) not yet at crm (lost within the last %s, before the next poll): %s\n",
 				len(s.MissingAtCRM), cfg.Reconcile.Interval.Duration+cfg.Reconcile.Grace.Duration, strings.Join(s.MissingAtCRM, ", "))
 		} else {
-			fmt.Fprintf(opts.Out, "every one of the %d messages reached crm, although %d webhooks were lost\n", s.Messages, s.WebhooksDropped)
+			fmt.Fprintf(opts.Out, "every one of the %d messages reached crm but the %d named in a gap, although %d webhooks were lost\n",
+				s.Messages, s.GapMessages, s.WebhooksDropped)
 		}
 	}
 
@@ -265,6 +334,8 @@ func RunDemo(ctx context.Context, opts DemoOptions) (DemoSummary, error) {
 				return nil
 			case <-traffic.C:
 				account.TrafficStep()
+				sales.TrafficStep()
+				demo.step(time.Since(start), opts.Duration, sales, salesHook, salesChats, opts.Out)
 			case <-trafficEnd:
 				traffic.Stop()
 				fmt.Fprintf(opts.Out, "%5.1fs  traffic stopped; the relay keeps running so the reconciler can fill the last gaps\n",
@@ -300,4 +371,45 @@ func counterValue(g prometheus.Gatherer, name, label, value string) float64 {
 		}
 	}
 	return sum
+}
+
+// floodSize is how many messages the demo's flood writes in one chat with
+// every webhook lost: more than one msg_get page, so the oldest are a gap.
+const floodSize = 130
+
+// demoScript plays the sales channel's troubles at fixed points of the
+// demo: a webhook blackout (a fifth of the run), then a flood in one chat.
+type demoScript struct {
+	mu       sync.Mutex
+	phase    int
+	blackout []string // ids written while the webhook was down
+	flood    []string // ids of the flood, oldest first
+}
+
+func (d *demoScript) step(elapsed, total time.Duration, sales *wammfake.Account, hook string, chats []string, out io.Writer) {
+	if total <= 0 {
+		total = 20 * time.Second
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.phase == 0 && elapsed > total/10:
+		d.phase = 1
+		sales.SetWebhookURL("")
+		fmt.Fprintf(out, "%5.1fs  sales: webhook blackout begins (WAMM cannot reach the relay)\n", elapsed.Seconds())
+	case d.phase == 1 && elapsed > total*3/10:
+		d.phase = 2
+		sales.SetWebhookURL(hook)
+		fmt.Fprintf(out, "%5.1fs  sales: blackout over after %d messages without a webhook\n", elapsed.Seconds(), len(d.blackout))
+	case d.phase == 1:
+		d.blackout = append(d.blackout, sales.Receive(chats[len(d.blackout)%len(chats)], "during the blackout").ID)
+	case d.phase == 2 && elapsed > total*4/10:
+		d.phase = 3
+		sales.DropNext(floodSize)
+		for i := range floodSize {
+			d.flood = append(d.flood, sales.Receive(chats[0], fmt.Sprintf("flood %d", i)).ID)
+		}
+		fmt.Fprintf(out, "%5.1fs  sales: %d messages in chat %s with every webhook lost (msg_get pages back %d)\n",
+			elapsed.Seconds(), floodSize, chats[0], wamm.MaxCount)
+	}
 }

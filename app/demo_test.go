@@ -48,11 +48,20 @@ func TestDemoShowsEveryPath(t *testing.T) {
 	require.Positive(t, s.Targets[1].FailedOnPurpose, "analytics fails every 7th request and is retried")
 	require.Empty(t, s.MissingAtCRM, "traffic stops early enough for the last gaps to be filled\n%s", out.String())
 
+	require.Equal(t, []string{"default", "sales"}, s.Channels)
+	require.Positive(t, s.BlackoutLost)
+	require.Equal(t, s.BlackoutLost, s.BlackoutRecovered, "the sales blackout is recovered in full\n%s", out.String())
+	require.GreaterOrEqual(t, s.GapMessages, 30, "the flood's oldest messages are beyond the API")
+	require.NotEmpty(t, s.Gaps, "and named in a gap record")
+	require.Contains(t, strings.Join(s.Gaps, "\n"), "sales chat_overflow")
+
 	text := out.String()
 	for _, want := range []string{
 		"wamm-relay demo: relay on http://127.0.0.1:",
 		"loses 30% of its webhooks",
 		"traffic stopped",
+		"sales: webhook blackout begins",
+		"named in a gap record",
 		"summary after",
 		"every one of the",
 	} {
