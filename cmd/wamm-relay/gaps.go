@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -91,15 +92,22 @@ func cmdGapsResolve(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := newFlagSet("gaps resolve", stderr)
 	path := fs.String("config", "", "configuration file")
 	note := fs.String("note", "", "why the gap is resolved (e.g. \"re-sent by the CRM team\")")
+	// The id may come first (gaps resolve 7 --note ...) or last.
+	var idArg []string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		idArg, args = args[:1], args[1:]
+	} else if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
+		idArg, args = args[len(args)-1:], args[:len(args)-1]
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(idArg) != 1 {
 		return usagef("gaps resolve: want exactly one gap id")
 	}
-	id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+	id, err := strconv.ParseInt(idArg[0], 10, 64)
 	if err != nil || id < 1 {
-		return usagef("gaps resolve: %q is not a gap id", fs.Arg(0))
+		return usagef("gaps resolve: %q is not a gap id", idArg[0])
 	}
 	st, err := openStore(ctx, *path, stderr)
 	if err != nil {
