@@ -74,6 +74,8 @@ type Store interface {
 
 	// ReconcileStore holds what the reconciler must keep across restarts.
 	ReconcileStore
+	// TargetPauses holds the operators' pause switches.
+	TargetPauses
 	// PurgePending marks the pending deliveries of r.Target that are not
 	// leased at r.Now dead, with LastError PurgedError, and returns how
 	// many; for a target removed from the configuration (see

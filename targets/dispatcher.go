@@ -215,6 +215,15 @@ func New(opts Options) (*Dispatcher, error) {
 			requestDuration: m.requestDuration.WithLabelValues(t.Name),
 			attempts:        m.attempts.MustCurryWith(prometheus.Labels{"target": t.Name}),
 			inFlight:        m.inFlight.WithLabelValues(t.Name),
+			rateLimited:     m.rateLimited.WithLabelValues(t.Name),
+			gate:            newGate(t),
+		}
+		pausedG, openG, trips := m.paused.WithLabelValues(t.Name), m.breakerOpen.WithLabelValues(t.Name), m.breakerTrips.WithLabelValues(t.Name)
+		p.gate.onTrip = trips.Inc
+		p.gate.onChange = func(state string, paused bool) {
+			pausedG.Set(boolGauge(paused))
+			openG.Set(boolGauge(state != BreakerClosed))
+			log.WithFields(logrus.Fields{"breaker": state, "paused": paused}).Warn("target gate changed")
 		}
 		d.pools = append(d.pools, p)
 		d.byName[t.Name] = p
@@ -340,6 +349,13 @@ type pool struct {
 	latency, requestDuration prometheus.Observer
 	attempts                 *prometheus.CounterVec
 	inFlight                 prometheus.Gauge
+	rateLimited              prometheus.Counter
+
+	// gate holds the target back while paused, while its breaker is open
+	// and beyond its rate limit; gateRetryAt is when a held-back loop
+	// should look again (zero: when nudged or at the idle poll).
+	gate        *gate
+	gateRetryAt time.Time
 }
 
 // run is the target's loop: claim what is due into the free slots, then
@@ -362,7 +378,11 @@ func (p *pool) run(soft, hard context.Context, attempts *sync.WaitGroup) {
 		// Parked before looking at the free slots, so that a worker given
 		// back after the look sees the flag and nudges (returnSlot).
 		p.parked.Store(true)
-		if err == nil && p.freeSlots() > 0 {
+		if err == nil && !p.gateRetryAt.IsZero() {
+			// Held back by the gate: due deliveries wait for it, not for
+			// their due time.
+			wait = max(min(wait, p.gateRetryAt.Sub(p.d.now())), minWait)
+		} else if err == nil && p.freeSlots() > 0 {
 			p.parked.Store(false)
 			var at time.Time
 			var ok bool
@@ -419,6 +439,25 @@ acquire:
 	if slots == 0 {
 		return 0, false, nil
 	}
+	p.gateRetryAt = time.Time{}
+	if !p.gate.unlimited() {
+		allowed, retryAt, limited := p.gate.allowWhy(p.d.now(), slots)
+		if limited {
+			p.rateLimited.Inc()
+		}
+		if allowed < slots {
+			p.returnSlots(slots - allowed)
+			slots = allowed
+		}
+		if slots == 0 {
+			p.gateRetryAt = retryAt
+			if retryAt.IsZero() {
+				// Paused or probing: a resume or the probe's end nudges.
+				p.gateRetryAt = p.d.now().Add(p.d.opts.IdlePoll)
+			}
+			return 0, false, nil
+		}
+	}
 	ds, err := p.d.opts.Store.Claim(soft, store.ClaimRequest{
 		Target: p.target.Name,
 		Owner:  p.d.opts.Owner,
@@ -441,6 +480,7 @@ acquire:
 		p.releaseIDs(hard, ids, "claimed beyond the limit")
 	}
 	p.returnSlots(slots - len(ds))
+	p.gate.charge(p.d.now(), len(ds))
 	p.keepingUp.Store(len(ds) < slots)
 	for _, dl := range ds {
 		attempts.Go(func() { p.attempt(soft, hard, dl) })
@@ -511,6 +551,12 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	}
 
 	result, code := Classify(resp.status, resp.err)
+	// A retryable failure is the target's (5xx, 429, timeout, connection);
+	// anything else, a 4xx refusal included, shows it answering.
+	if p.gate.failures > 0 {
+		p.gate.report(finished, result == event.ResultRetry)
+		p.nudge()
+	}
 	out := event.Outcome{Result: result, StatusCode: resp.status, At: finished}
 	if result == event.ResultRetry && n >= p.target.MaxAttempts {
 		out.Result = event.ResultDead
@@ -643,4 +689,77 @@ func (s *errorStreak) ok() {
 	}
 	s.log.WithField("errors", s.count).Infof("store recovered after %d errors", s.count)
 	s.count = 0
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TargetState is what the dispatcher knows of a target's gate.
+type TargetState struct {
+	Paused  bool
+	Breaker string
+	// OpenUntil is when an open breaker lets a probe through; zero when it
+	// is not open.
+	OpenUntil time.Time
+	RateLimit float64
+}
+
+// State returns target's gate state; ok is false for an unknown target.
+func (d *Dispatcher) State(target string) (TargetState, bool) {
+	p, ok := d.byName[target]
+	if !ok {
+		return TargetState{}, false
+	}
+	paused, breaker, until := p.gate.snapshot(d.now())
+	return TargetState{Paused: paused, Breaker: breaker, OpenUntil: until, RateLimit: p.target.RateLimit}, true
+}
+
+// SetPaused pauses or resumes target on this instance at once (the store
+// holds the durable switch; SyncPauses applies it everywhere). A paused
+// target keeps its queue: nothing is claimed, handed off or charged.
+func (d *Dispatcher) SetPaused(target string, paused bool) bool {
+	p, ok := d.byName[target]
+	if !ok {
+		return false
+	}
+	if p.gate.setPaused(paused) && !paused {
+		p.nudge()
+	}
+	return true
+}
+
+// PauseSource lists the targets paused in the store.
+type PauseSource interface {
+	PausedTargets(ctx context.Context) ([]string, error)
+}
+
+// SyncPauses applies the store's pause switches to this instance every
+// interval until ctx ends, so a pause made through another instance (or
+// the CLI) holds here within one interval. Store errors keep the last
+// known state.
+func (d *Dispatcher) SyncPauses(ctx context.Context, src PauseSource, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if names, err := src.PausedTargets(ctx); err == nil {
+			paused := make(map[string]bool, len(names))
+			for _, n := range names {
+				paused[n] = true
+			}
+			for _, p := range d.pools {
+				d.SetPaused(p.target.Name, paused[p.target.Name])
+			}
+		} else if ctx.Err() == nil {
+			d.log.WithError(err).Debug("read paused targets failed; keeping the last known state")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }

@@ -39,6 +39,12 @@ func (d *Dispatcher) Reserve(targets []string) *Reservation {
 		default:
 			continue // every worker is busy
 		}
+		if !p.gate.unlimited() && !p.gate.tryOne(d.now()) {
+			// Paused, breaker open or out of tokens: the delivery stays
+			// pending for the loop, which the gate paces.
+			<-p.sem
+			continue
+		}
 		if r == nil {
 			r = &Reservation{live: d.live, lease: store.HandoffLease{Owner: d.opts.Owner}}
 		}

@@ -12,6 +12,10 @@ type metrics struct {
 	requestDuration *prometheus.HistogramVec
 	attempts        *prometheus.CounterVec
 	inFlight        *prometheus.GaugeVec
+	paused          *prometheus.GaugeVec
+	breakerOpen     *prometheus.GaugeVec
+	breakerTrips    *prometheus.CounterVec
+	rateLimited     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, names []string) (*metrics, error) {
@@ -41,6 +45,22 @@ func newMetrics(reg prometheus.Registerer, names []string) (*metrics, error) {
 			Name: "wamm_relay_deliveries_in_flight",
 			Help: "Attempts currently waiting on the target.",
 		}, []string{"target"}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wamm_relay_target_paused",
+			Help: "1 while an operator has paused the target (its deliveries wait, nothing is lost).",
+		}, []string{"target"}),
+		breakerOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wamm_relay_target_breaker_open",
+			Help: "1 while the target's circuit breaker is open or half-open (no attempts but one probe).",
+		}, []string{"target"}),
+		breakerTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wamm_relay_target_breaker_trips_total",
+			Help: "Times the target's circuit breaker opened after consecutive failures or a failed probe.",
+		}, []string{"target"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wamm_relay_target_rate_limited_total",
+			Help: "Claim rounds the target's rate limit held back (due deliveries waited for a token).",
+		}, []string{"target"}),
 	}
 	// Start every target's series at zero so rates and alerts work before
 	// the first event.
@@ -49,11 +69,16 @@ func newMetrics(reg prometheus.Registerer, names []string) (*metrics, error) {
 			m.deliveries.WithLabelValues(n, o)
 		}
 		m.inFlight.WithLabelValues(n)
+		m.paused.WithLabelValues(n)
+		m.breakerOpen.WithLabelValues(n)
+		m.breakerTrips.WithLabelValues(n)
+		m.rateLimited.WithLabelValues(n)
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.deliveries, m.latency, m.requestDuration, m.attempts, m.inFlight} {
+	for _, c := range []prometheus.Collector{m.deliveries, m.latency, m.requestDuration, m.attempts, m.inFlight,
+		m.paused, m.breakerOpen, m.breakerTrips, m.rateLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register delivery metrics: %w", err)
 		}

@@ -36,6 +36,16 @@ type Target struct {
 	// MaxAttempts is how many attempts a delivery gets before it is dead.
 	// Must be > 0.
 	MaxAttempts int
+	// RateLimit caps the attempts per second this instance starts for the
+	// target (0: no limit), with bursts of RateBurst (0: the rate, rounded
+	// up, at least 1).
+	RateLimit float64
+	RateBurst int
+	// BreakerFailures opens the target's circuit breaker after that many
+	// consecutive failed attempts (0: no breaker); it stays open for
+	// BreakerCooldown, then one probe decides.
+	BreakerFailures int
+	BreakerCooldown time.Duration
 	// CAFile optionally names a PEM file of CAs trusted in addition to the
 	// system roots. TLS verification is always on.
 	CAFile string
@@ -182,6 +192,12 @@ func validateTarget(t Target) error {
 	}
 	if t.MaxAttempts <= 0 {
 		return fmt.Errorf("target %q: max_attempts: must be > 0", t.Name)
+	}
+	if t.RateLimit < 0 || t.RateBurst < 0 || t.BreakerFailures < 0 || t.BreakerCooldown < 0 {
+		return fmt.Errorf("target %q: rate_limit, rate_burst, breaker_failures and breaker_cooldown must not be negative", t.Name)
+	}
+	if t.BreakerFailures > 0 && t.BreakerCooldown <= 0 {
+		return fmt.Errorf("target %q: breaker_cooldown: must be > 0 with breaker_failures", t.Name)
 	}
 	for _, k := range t.Events {
 		if !slices.Contains(knownKinds, k) {

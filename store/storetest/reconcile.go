@@ -227,3 +227,23 @@ func testChats(t *testing.T, open Harness) {
 	require.NoError(t, err)
 	require.Empty(t, none)
 }
+
+func testTargetPauses(t *testing.T, open Harness) {
+	ctx := context.Background()
+	s := newStore(t, open)
+	got, err := s.PausedTargets(ctx)
+	require.NoError(t, err)
+	require.Empty(t, got)
+	require.NoError(t, s.PauseTarget(ctx, "crm", at(0)))
+	require.NoError(t, s.PauseTarget(ctx, "crm", at(sec)), "pausing twice is fine")
+	require.NoError(t, s.PauseTarget(ctx, "analytics", at(sec)))
+	got, err = s.PausedTargets(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"analytics", "crm"}, got)
+	require.NoError(t, s.ResumeTarget(ctx, "crm"))
+	require.NoError(t, s.ResumeTarget(ctx, "nope"), "resuming what is not paused does nothing")
+	got, err = s.PausedTargets(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"analytics"}, got)
+	require.Error(t, s.PauseTarget(ctx, "", at(0)))
+}

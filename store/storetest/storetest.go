@@ -59,6 +59,7 @@ func Run(t *testing.T, open Harness) {
 	t.Run("Baseline", func(t *testing.T) { testBaseline(t, open) })
 	t.Run("Gaps", func(t *testing.T) { testGaps(t, open) })
 	t.Run("Chats", func(t *testing.T) { testChats(t, open) })
+	t.Run("TargetPauses", func(t *testing.T) { testTargetPauses(t, open) })
 	t.Run("HoldLeader", func(t *testing.T) { testHoldLeader(t, open) })
 	t.Run("PurgePending", func(t *testing.T) { testPurgePending(t, open) })
 	t.Run("ReassignPending", func(t *testing.T) { testReassignPending(t, open) })
