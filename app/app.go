@@ -104,15 +104,19 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 			kinds = append(kinds, event.Kind(k))
 		}
 		targetList = append(targetList, targets.Target{
-			Name:          t.Name,
-			URL:           t.URL,
-			Headers:       t.Headers,
-			SigningSecret: t.SigningSecret,
-			Events:        kinds,
-			Channels:      t.Channels,
-			Timeout:       t.EffectiveTimeout(cfg.Delivery),
-			MaxAttempts:   t.EffectiveMaxAttempts(cfg.Delivery),
-			CAFile:        t.CAFile,
+			Name:            t.Name,
+			URL:             t.URL,
+			Headers:         t.Headers,
+			SigningSecret:   t.SigningSecret,
+			Events:          kinds,
+			Channels:        t.Channels,
+			Timeout:         t.EffectiveTimeout(cfg.Delivery),
+			MaxAttempts:     t.EffectiveMaxAttempts(cfg.Delivery),
+			CAFile:          t.CAFile,
+			RateLimit:       t.RateLimit,
+			RateBurst:       t.RateBurst,
+			BreakerFailures: t.BreakerFailures,
+			BreakerCooldown: t.BreakerCooldown.Duration,
 		})
 	}
 	table, err := targets.NewTable(targetList)
@@ -160,6 +164,15 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, fmt.Errorf("build dispatcher: %w", err)
 	}
 	fanout.handoff = a.dispatcher
+	// A target paused before this start stays paused from its first claim,
+	// not from the first pause sync.
+	paused, err := st.PausedTargets(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read paused targets: %w", err)
+	}
+	for _, name := range paused {
+		a.dispatcher.SetPaused(name, true)
+	}
 
 	// An ingest must end before the write deadline, or its answer is lost:
 	// a short write_timeout shortens it (relay would reject the config).
@@ -189,6 +202,7 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		Admin:             st,
 		Gaps:              st,
 		ChannelReports:    a.channelReports,
+		TargetControl:     targetControl{dispatcher: a.dispatcher, pauses: st, now: now},
 		Ready:             st.Ping,
 		Targets:           table.Names(),
 		Gatherer:          a.registry,
@@ -368,6 +382,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	add("relay", a.server.Run)
 	add("targets", a.dispatcher.Run)
+	add("target pauses", func(ctx context.Context) error {
+		return a.dispatcher.SyncPauses(ctx, a.store, pauseSyncInterval)
+	})
 	add("pruner", a.pruner.Run)
 	for _, r := range a.reconcilers {
 		add("reconcile "+r.Channel(), r.Run)

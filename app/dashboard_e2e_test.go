@@ -166,6 +166,25 @@ func TestDashboardInBrowser(t *testing.T) {
 	require.Equal(t, 2, pauseButtons)
 	require.Equal(t, 1, replayButtons, "erp still has 5 dead deliveries")
 
+	// Pause crm from the dashboard: the switch is in the store and held by
+	// the dispatcher; a new message waits for the resume.
+	step(t, ctx, "pause crm",
+		chromedp.Click(chromedp.CSS(`[data-pause="crm"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-resume="crm"]`)),
+	)
+	paused, err := r.app.Store().PausedTargets(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{"crm"}, paused)
+	code, _ := r.post(t, "/webhook", msgBody(107, "received"))
+	require.Equal(t, http.StatusOK, code)
+	erp.WaitDelivered(t, waitLong, "msg:107")
+	require.Zero(t, crm.Delivered()["msg:107"], "paused")
+	step(t, ctx, "resume crm",
+		chromedp.Click(chromedp.CSS(`[data-resume="crm"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-pause="crm"]`)),
+	)
+	crm.WaitDelivered(t, waitLong, "msg:107")
+
 	if path := os.Getenv("WAMM_RELAY_SCREENSHOT"); path != "" {
 		step(t, ctx, "browse",
 			chromedp.Click(chromedp.CSS(`a[data-page="overview"]`)),

@@ -164,6 +164,19 @@ type Delivery struct {
 	MaxAttempts    int      `toml:"max_attempts"`
 	BackoffInitial Duration `toml:"backoff_initial"`
 	BackoffMax     Duration `toml:"backoff_max"`
+
+	// Extensions beyond the interface contract: defaults for the targets'
+	// keys of the same names.
+
+	// RateLimit caps each target's attempts per second on each instance;
+	// 0 is no limit. RateBurst is the bucket size (0: the rate, rounded up).
+	RateLimit float64 `toml:"rate_limit"`
+	RateBurst int     `toml:"rate_burst"`
+	// BreakerFailures consecutive failed attempts open a target's circuit
+	// breaker for BreakerCooldown (doubling, up to 16x, while probes fail);
+	// 0 disables the breaker.
+	BreakerFailures int      `toml:"breaker_failures"`
+	BreakerCooldown Duration `toml:"breaker_cooldown"`
 }
 
 // Log levels and formats accepted in [log].
@@ -229,6 +242,14 @@ type Target struct {
 	// system roots; "" means the system roots only. A relative path is
 	// relative to the working directory, like store.dsn.
 	CAFile string `toml:"ca_file"`
+
+	// RateLimit, RateBurst, BreakerFailures and BreakerCooldown override
+	// [delivery]'s keys of the same names; Parse fills the ones the file
+	// leaves out, so an explicit 0 (no limit, no breaker) stays 0.
+	RateLimit       float64  `toml:"rate_limit"`
+	RateBurst       int      `toml:"rate_burst"`
+	BreakerFailures int      `toml:"breaker_failures"`
+	BreakerCooldown Duration `toml:"breaker_cooldown"`
 }
 
 // EffectiveTimeout is the target's timeout, or d.Timeout when it has none.
@@ -304,6 +325,10 @@ func Default() Config {
 			MaxAttempts:    25,
 			BackoffInitial: D(time.Second),
 			BackoffMax:     D(2 * time.Hour),
+			// A target that failed this often in a row is down, not flaky:
+			// stop draining its queue into it until a probe succeeds.
+			BreakerFailures: 20,
+			BreakerCooldown: D(30 * time.Second),
 		},
 		Log: Log{
 			Level:  LogInfo,

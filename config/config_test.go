@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -333,6 +334,10 @@ var badCases = []struct {
 	{"tracing_insecure_https.toml", "tracing.insecure", ErrInvalid},
 	{"tracing_service_name.toml", "tracing.service_name", ErrRequired},
 	{"tracing_header_value.toml", "tracing.headers.X-Api-Key", ErrInvalid},
+	{"rate_limit_negative.toml", "delivery.rate_limit", ErrOutOfRange},
+	{"target_rate_burst_negative.toml", "targets[0].rate_burst", ErrOutOfRange},
+	{"breaker_failures_negative.toml", "delivery.breaker_failures", ErrOutOfRange},
+	{"target_breaker_cooldown_zero.toml", "targets[0].breaker_cooldown", ErrOutOfRange},
 }
 
 func TestParseBad(t *testing.T) {
@@ -666,6 +671,50 @@ func TestUnsetTokenMeansNoToken(t *testing.T) {
 	require.True(t, c.Reconcile.Enabled, "app, not config, turns the reconciler off")
 }
 
+func TestTargetsInheritTheGateFromDelivery(t *testing.T) {
+	c, err := parseString(t, `
+[delivery]
+rate_limit = 50
+rate_burst = 10
+breaker_failures = 5
+breaker_cooldown = "1m"
+
+[[targets]]
+name = "inherits"
+url = "https://a.example/hook"
+
+[[targets]]
+name = "overrides"
+url = "https://b.example/hook"
+rate_limit = 2.5
+breaker_cooldown = "5s"
+
+[[targets]]
+name = "explicit-zero"
+url = "https://c.example/hook"
+rate_limit = 0
+rate_burst = 0
+breaker_failures = 0
+`)
+	require.NoError(t, err)
+	type gate struct {
+		rate     float64
+		burst    int
+		failures int
+		cooldown time.Duration
+	}
+	got := func(tg Target) gate {
+		return gate{tg.RateLimit, tg.RateBurst, tg.BreakerFailures, tg.BreakerCooldown.Duration}
+	}
+	require.Equal(t, gate{50, 10, 5, time.Minute}, got(c.Targets[0]))
+	require.Equal(t, gate{2.5, 10, 5, 5 * time.Second}, got(c.Targets[1]))
+	require.Equal(t, gate{0, 0, 0, time.Minute}, got(c.Targets[2]), "an explicit 0 is no limit and no breaker")
+
+	def, err := parseString(t, "[[targets]]\nname = \"crm\"\nurl = \"https://a.example/hook\"\n")
+	require.NoError(t, err)
+	require.Equal(t, gate{0, 0, 20, 30 * time.Second}, got(def.Targets[0]), "the defaults: no rate limit, a breaker")
+}
+
 func TestEffectiveTargetValues(t *testing.T) {
 	d := Default().Delivery
 	tests := []struct {
@@ -852,6 +901,12 @@ func TestExampleConfig(t *testing.T) {
 	for _, k := range allMD.Keys() {
 		if len(k) >= 2 && k[0] == "targets" && k[1] == "headers" {
 			require.Contains(t, string(data), "# headers = ")
+			continue
+		}
+		if len(k) == 2 && k[0] == "targets" && slices.Contains([]string{"rate_limit", "rate_burst", "breaker_failures", "breaker_cooldown"}, k[1]) {
+			// Set on a target, these override [delivery] even when 0, so
+			// the example shows them commented out.
+			require.Contains(t, string(data), "# "+k[1]+" = ")
 			continue
 		}
 		if len(k) >= 2 && k[0] == "tracing" && k[1] == "headers" {

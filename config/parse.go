@@ -101,14 +101,8 @@ func ParseWith(r io.Reader, lookupEnv func(string) (string, bool)) (Config, erro
 	if err := inheritChannels(&cfg, string(data)); err != nil {
 		return Config{}, err
 	}
-	for i := range cfg.Targets {
-		t := &cfg.Targets[i]
-		if t.Timeout.Duration == 0 {
-			t.Timeout = cfg.Delivery.Timeout
-		}
-		if t.MaxAttempts == 0 {
-			t.MaxAttempts = cfg.Delivery.MaxAttempts
-		}
+	if err := inheritTargets(&cfg, string(data)); err != nil {
+		return Config{}, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
@@ -159,6 +153,50 @@ func inheritChannels(cfg *Config, doc string) error {
 		}
 		if !has("backoff_max") {
 			r.BackoffMax = D(max(def.BackoffMax.Duration, r.Interval.Duration))
+		}
+	}
+	return nil
+}
+
+// inheritTargets fills what each [[targets]] entry leaves out from
+// [delivery]. For the keys where 0 is a setting of its own (rate_limit = 0
+// is "no limit" even when [delivery] has one), whether the file set the key
+// is read from the document as plain tables, as inheritChannels does.
+func inheritTargets(cfg *Config, doc string) error {
+	if len(cfg.Targets) == 0 {
+		return nil
+	}
+	var raw struct {
+		Targets []map[string]any `toml:"targets"`
+	}
+	if _, err := toml.Decode(doc, &raw); err != nil {
+		return fmt.Errorf("decode config: %w", err)
+	}
+	d := cfg.Delivery
+	for i := range cfg.Targets {
+		t := &cfg.Targets[i]
+		var set map[string]any
+		if i < len(raw.Targets) {
+			set = raw.Targets[i]
+		}
+		has := func(k string) bool { _, ok := set[k]; return ok }
+		if t.Timeout.Duration == 0 {
+			t.Timeout = d.Timeout
+		}
+		if t.MaxAttempts == 0 {
+			t.MaxAttempts = d.MaxAttempts
+		}
+		if !has("rate_limit") {
+			t.RateLimit = d.RateLimit
+		}
+		if !has("rate_burst") {
+			t.RateBurst = d.RateBurst
+		}
+		if !has("breaker_failures") {
+			t.BreakerFailures = d.BreakerFailures
+		}
+		if !has("breaker_cooldown") {
+			t.BreakerCooldown = d.BreakerCooldown
 		}
 	}
 	return nil

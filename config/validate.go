@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -313,6 +314,24 @@ func (d *Delivery) validate(p *problems) {
 	if d.BackoffMax.Duration < d.BackoffInitial.Duration {
 		p.add("delivery.backoff_max", d.BackoffMax.String(), ErrOutOfRange, "must be at least delivery.backoff_initial (%s)", d.BackoffInitial)
 	}
+	validateGate(p, "delivery.", d.RateLimit, d.RateBurst, d.BreakerFailures, d.BreakerCooldown)
+}
+
+// validateGate checks the rate limit and breaker keys of [delivery] or of
+// one target; prefix is the key's table ("delivery." or "targets[2].").
+func validateGate(p *problems, prefix string, rateLimit float64, burst, failures int, cooldown Duration) {
+	if rateLimit < 0 || math.IsNaN(rateLimit) || math.IsInf(rateLimit, 0) {
+		p.add(prefix+"rate_limit", strconv.FormatFloat(rateLimit, 'g', -1, 64), ErrOutOfRange, "must be a finite number of requests per second, 0 for no limit")
+	}
+	if burst < 0 {
+		p.add(prefix+"rate_burst", strconv.Itoa(burst), ErrOutOfRange, "must not be negative (0 uses the rate, rounded up)")
+	}
+	if failures < 0 {
+		p.add(prefix+"breaker_failures", strconv.Itoa(failures), ErrOutOfRange, "must not be negative (0 disables the breaker)")
+	}
+	if validDuration(p, prefix+"breaker_cooldown", cooldown) && failures > 0 && cooldown.Duration <= 0 {
+		p.add(prefix+"breaker_cooldown", cooldown.String(), ErrOutOfRange, "must be positive while breaker_failures is set")
+	}
 }
 
 func (l *Log) validate(p *problems) {
@@ -384,6 +403,7 @@ func validateTargets(p *problems, targets []Target) {
 		if t.MaxAttempts < 0 {
 			p.add(key("max_attempts"), strconv.Itoa(t.MaxAttempts), ErrOutOfRange, "must not be negative (0 uses delivery.max_attempts)")
 		}
+		validateGate(p, fmt.Sprintf("targets[%d].", i), t.RateLimit, t.RateBurst, t.BreakerFailures, t.BreakerCooldown)
 	}
 }
 

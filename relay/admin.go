@@ -33,6 +33,7 @@ func (s *Server) routeAdmin(g *gin.RouterGroup) {
 	g.GET("/deliveries", s.handleListDeliveries)
 	g.POST("/deliveries/replay", s.handleReplay)
 	g.GET("/targets", s.handleTargets)
+	s.routeTargetControl(g)
 	s.routeGaps(g)
 	g.GET("/deliveries/:id", s.handleGetDelivery)
 	g.GET("/overview", s.handleOverview)
@@ -234,6 +235,12 @@ type targetJSON struct {
 	OldestPendingAgeSeconds float64    `json:"oldest_pending_age_seconds"`
 	LastError               string     `json:"last_error"`
 	LastErrorAt             *time.Time `json:"last_error_at"`
+	// The gate on the instance that answers; empty for a target no longer
+	// configured.
+	Paused           bool       `json:"paused"`
+	Breaker          string     `json:"breaker,omitempty"`
+	BreakerOpenUntil *time.Time `json:"breaker_open_until,omitempty"`
+	RateLimit        float64    `json:"rate_limit"`
 }
 
 func (s *Server) handleTargets(c *gin.Context) {
@@ -246,7 +253,7 @@ func (s *Server) handleTargets(c *gin.Context) {
 	rows := mergeTargets(s.opts.Targets, stats)
 	out := make([]targetJSON, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, targetJSON{
+		row := targetJSON{
 			Name:                    r.Target,
 			Configured:              r.configured,
 			Pending:                 r.Pending,
@@ -255,7 +262,9 @@ func (s *Server) handleTargets(c *gin.Context) {
 			OldestPendingAgeSeconds: oldestAge(now, r.OldestPending),
 			LastError:               r.LastError,
 			LastErrorAt:             optTime(r.LastErrorAt),
-		})
+		}
+		s.targetState(&row)
+		out = append(out, row)
 	}
 	c.JSON(http.StatusOK, gin.H{"targets": out})
 }

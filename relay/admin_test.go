@@ -213,10 +213,10 @@ func TestAdminTargetsIncludesConfiguredWithoutDeliveries(t *testing.T) {
 	resp := h.do(t, http.MethodGet, "/api/v1/targets", bearer(testToken), nil)
 	require.Equal(t, 200, resp.status)
 	require.JSONEq(t, `{"targets":[
-		{"name":"erp","configured":true,"pending":0,"delivered":0,"dead":0,"oldest_pending_age_seconds":0,"last_error":"","last_error_at":null},
-		{"name":"crm","configured":true,"pending":3,"delivered":10,"dead":1,"oldest_pending_age_seconds":90,"last_error":"timeout","last_error_at":"2026-03-01T11:59:00Z"},
-		{"name":"new","configured":true,"pending":0,"delivered":0,"dead":0,"oldest_pending_age_seconds":0,"last_error":"","last_error_at":null},
-		{"name":"archived","configured":false,"pending":0,"delivered":5,"dead":0,"oldest_pending_age_seconds":0,"last_error":"","last_error_at":null},
-		{"name":"zombie","configured":false,"pending":0,"delivered":0,"dead":2,"oldest_pending_age_seconds":0,"last_error":"","last_error_at":null}
+		{"name":"erp","configured":true,"pending":0,"delivered":0,"dead":0,"oldest_pending_age_seconds":0,"last_error":"","last_error_at":null,"paused":false,"rate_limit":0},
+		{"name":"crm","configured":true,"pending":3,"delivered":10,"dead":1,"oldest_pending_age_seconds":90,"last_error":"timeout","last_error_at":"2026-03-01T11:59:00Z","paused":false,"rate_limit":0},
+		{"name":"new","configured":true,"pending":0,"delivered":0,"dead":0,"oldest_pending_age_seconds":0,"last_error":"","last_error_at":null,"paused":false,"rate_limit":0},
+		{"name":"archived","configured":false,"pending":0,"delivered":5,"dead":0,"oldest_pending_age_seconds":0,"last_error":"","last_error_at":null,"paused":false,"rate_limit":0},
+		{"name":"zombie","configured":false,"pending":0,"delivered":0,"dead":2,"oldest_pending_age_seconds":0,"last_error":"","last_error_at":null,"paused":false,"rate_limit":0}
 	]}`, resp.body)
 }

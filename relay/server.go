@@ -117,6 +117,9 @@ type Options struct {
 	Gaps GapStore
 	// ChannelReports serves /api/v1/channels when set (with AdminToken).
 	ChannelReports func(ctx context.Context) []ChannelReport
+	// TargetControl serves pause/resume and the gate fields of
+	// /api/v1/targets when set (with AdminToken).
+	TargetControl TargetControl
 	// Ready is /readyz's check (the store's Ping); nil checks nothing.
 	Ready func(ctx context.Context) error
 	// Targets are the configured target names, in configured order.

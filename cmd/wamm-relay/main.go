@@ -25,6 +25,8 @@ Usage:
   wamm-relay reconcile --once [--channel C] [-config PATH]
   wamm-relay gaps list    [--status open|resolved|all] [--channel C] [--json] [-config PATH]
   wamm-relay gaps resolve ID [--note TEXT] [-config PATH]
+  wamm-relay targets list [-config PATH]
+  wamm-relay targets pause|resume NAME [-config PATH]
   wamm-relay deliveries list   [--status S] [--target T] [--limit N] [--json] [-config PATH]
   wamm-relay deliveries replay (--id ID... | --target T --status dead) [-config PATH]
   wamm-relay deliveries purge    --target T --yes [--force] [-config PATH]
@@ -105,6 +107,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdDeliveries(ctx, rest, stdout, stderr)
 	case "gaps":
 		return cmdGaps(ctx, rest, stdout, stderr)
+	case "targets":
+		return cmdTargets(ctx, rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "backup":
