@@ -41,8 +41,9 @@ const (
 )
 
 const (
-	// storeOpTimeout bounds Record and Release, which run on a context of
-	// their own so that an outcome is still written during shutdown.
+	// storeOpTimeout bounds each store call of the delivery loops: Claim
+	// and NextDue, and Record and Release, which run on a context of their
+	// own so that an outcome is still written during shutdown.
 	storeOpTimeout = 5 * time.Second
 	// storeRetryMin and storeRetryMax bound the pause after a failed claim.
 	storeRetryMin = 100 * time.Millisecond
@@ -386,7 +387,10 @@ func (p *pool) run(soft, hard context.Context, attempts *sync.WaitGroup) {
 			p.parked.Store(false)
 			var at time.Time
 			var ok bool
-			if at, ok, err = st.NextDue(soft, p.target.Name); err != nil {
+			dueCtx, cancel := context.WithTimeout(soft, storeOpTimeout)
+			at, ok, err = st.NextDue(dueCtx, p.target.Name)
+			cancel()
+			if err != nil {
 				err = fmt.Errorf("next due delivery: %w", err)
 			} else if ok {
 				if until := at.Sub(p.d.now()); until < wait {
@@ -458,13 +462,17 @@ acquire:
 			return 0, false, nil
 		}
 	}
-	ds, err := p.d.opts.Store.Claim(soft, store.ClaimRequest{
+	// A deadline of its own: a connection that went silent (a frozen
+	// network path, a stalled database) must not hold the loop forever.
+	claimCtx, cancel := context.WithTimeout(soft, storeOpTimeout)
+	ds, err := p.d.opts.Store.Claim(claimCtx, store.ClaimRequest{
 		Target: p.target.Name,
 		Owner:  p.d.opts.Owner,
 		Limit:  slots,
 		Lease:  p.lease,
 		Now:    p.d.now(),
 	})
+	cancel()
 	if err != nil {
 		p.returnSlots(slots)
 		return 0, false, fmt.Errorf("claim deliveries: %w", err)
