@@ -224,3 +224,18 @@ deny_private_networks = false
 	require.EqualValues(t, 1, allowed.hits.Load())
 	require.Contains(t, r.logs.String(), `"code":"private_address"`)
 }
+
+func TestTargetDNSFailureIsRecorded(t *testing.T) {
+	// .invalid never resolves (RFC 6761).
+	tc := target("nowhere", "http://wamm-relay-test.invalid/hook")
+	tc.MaxAttempts = 2
+	r := startRelay(t, testConfig(t, tc))
+
+	code, _ := r.post(t, "/webhook", msgBody(7, "received"))
+	require.Equal(t, http.StatusOK, code)
+	d := waitDelivery(t, r, "nowhere", "dead", isDead)
+	require.Equal(t, "dns", d.LastError)
+	require.Equal(t, 2, d.Attempts, "a lookup failure is retried up to max_attempts")
+	require.Zero(t, d.LastStatusCode)
+	require.Contains(t, r.logs.String(), `"code":"dns"`)
+}
