@@ -1,11 +1,13 @@
 package targets
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,10 +38,11 @@ func endlessBody(written chan<- int64) http.HandlerFunc {
 	}
 }
 
-// trickle writes s one byte every 100ms to each connection it accepts
-// (before any HTTP framing a server would do), until the client hangs up.
-// It is a raw listener so the status line itself trickles.
-func trickle(t *testing.T, s string) (url string) {
+// trickle answers each request on the connections it accepts by writing s
+// one byte every 100ms, until the client hangs up. It is a raw listener so
+// the status line itself trickles.
+// active, if not nil, counts the connections being trickled to.
+func trickle(t *testing.T, s string, active *atomic.Int64) (url string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -53,6 +56,16 @@ func trickle(t *testing.T, s string) (url string) {
 			}
 			go func() {
 				defer c.Close()
+				if active != nil {
+					active.Add(1)
+					defer active.Add(-1)
+				}
+				// Answer only once asked, as a server would.
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
 				tick := time.NewTicker(100 * time.Millisecond)
 				defer tick.Stop()
 				for i := 0; ; i = (i + 1) % len(s) {
@@ -98,7 +111,7 @@ func TestEndlessResponseBodyIsCapped(t *testing.T) {
 }
 
 func TestTricklingStatusLineIsCutByTheTimeout(t *testing.T) {
-	url := trickle(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	url := trickle(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", nil)
 	tg := testTarget("trickle", url)
 	tg.Timeout = 300 * time.Millisecond
 	st := newFakeStore(time.Now)
