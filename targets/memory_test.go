@@ -53,11 +53,11 @@ func (h *heapPeak) end() uint64 {
 }
 
 // TestThousandHostileAttemptsInFlightStayBounded keeps 1,000 attempts in
-// flight at once, half to a target whose 200 body never ends (written 8 KiB
-// per 100ms, so the attempt lasts until the relay has read its cap) and
-// half to one that trickles its status line a byte per 100ms (so the
-// attempt lasts until its timeout), and bounds the peak heap. The figure
-// includes the test's own servers, which run in the same process.
+// flight at once, half to a target whose 200 body never ends (8 KiB, then,
+// once all are connected, 8 KiB per 100ms until the relay has read its
+// cap) and half to one that trickles its status line a byte per 100ms (so
+// the attempt lasts until its timeout), and bounds the live heap. The
+// figure includes the test's own servers, which run in the same process.
 func TestThousandHostileAttemptsInFlightStayBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1,000 connections: not in -short")
@@ -65,6 +65,10 @@ func TestThousandHostileAttemptsInFlightStayBounded(t *testing.T) {
 	const perTarget = 500
 
 	var endlessActive, trickleActive atomic.Int64
+	// release lets the endless bodies go on once the attempts are all in
+	// flight, or after releaseAfter on a machine too loaded to get there.
+	release := make(chan struct{})
+	const releaseAfter = 4 * time.Second
 	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		endlessActive.Add(1)
 		defer endlessActive.Add(-1)
@@ -72,15 +76,22 @@ func TestThousandHostileAttemptsInFlightStayBounded(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 		rc := http.NewResponseController(w)
 		chunk := make([]byte, 8<<10)
+		send := func() bool {
+			_, err := w.Write(chunk)
+			return err == nil && rc.Flush() == nil
+		}
+		if !send() {
+			return
+		}
+		// The attempt stays in flight, its first 8 KiB read, until all are.
+		select {
+		case <-r.Context().Done():
+			return
+		case <-release:
+		}
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
-		for {
-			if _, err := w.Write(chunk); err != nil {
-				return
-			}
-			if rc.Flush() != nil {
-				return
-			}
+		for send() {
 			select {
 			case <-r.Context().Done():
 				return
@@ -89,13 +100,13 @@ func TestThousandHostileAttemptsInFlightStayBounded(t *testing.T) {
 		}
 	}))
 	t.Cleanup(endless.Close)
-	trickleURL := trickle(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &trickleActive)
+	trickleURL := trickle(t, &trickleActive)
 
 	endlessTarget := testTarget("endless", endless.URL)
 	endlessTarget.Timeout = 30 * time.Second // the cap ends these attempts
 	endlessTarget.MaxAttempts = 1
 	trickleTarget := testTarget("trickle", trickleURL)
-	trickleTarget.Timeout = 3 * time.Second // the timeout ends these
+	trickleTarget.Timeout = releaseAfter + time.Second // the timeout ends these
 	trickleTarget.MaxAttempts = 1
 
 	log, _ := newTestLogger()
@@ -119,7 +130,7 @@ func TestThousandHostileAttemptsInFlightStayBounded(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	peak := sampleHeap(5 * time.Millisecond)
 
-	// Once (nearly) all 1,000 are in flight, one forced GC tells what they hold
+	// Once all 1,000 are in flight, one forced GC tells what they hold
 	// (the live heap); the sampled peak adds the garbage not yet collected,
 	// which depends on GOGC and timing.
 	var peakInFlight atomic.Int64
@@ -129,19 +140,30 @@ func TestThousandHostileAttemptsInFlightStayBounded(t *testing.T) {
 	watch.Add(1)
 	go func() {
 		defer watch.Done()
+		deadline := time.After(releaseAfter)
+		released := false
+		measure := func() {
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			liveAtPeak = ms.HeapAlloc
+			close(release)
+			released = true
+		}
 		for {
 			if n := endlessActive.Load() + trickleActive.Load(); n > peakInFlight.Load() {
 				peakInFlight.Store(n)
-				if liveAtPeak == 0 && n >= 2*perTarget*9/10 {
-					runtime.GC()
-					var ms runtime.MemStats
-					runtime.ReadMemStats(&ms)
-					liveAtPeak = ms.HeapAlloc
+				if !released && n == 2*perTarget {
+					measure()
 				}
 			}
 			select {
 			case <-stopWatch:
 				return
+			case <-deadline:
+				if !released {
+					measure()
+				}
 			case <-time.After(time.Millisecond):
 			}
 		}
