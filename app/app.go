@@ -104,19 +104,20 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 			kinds = append(kinds, event.Kind(k))
 		}
 		targetList = append(targetList, targets.Target{
-			Name:            t.Name,
-			URL:             t.URL,
-			Headers:         t.Headers,
-			SigningSecret:   t.SigningSecret,
-			Events:          kinds,
-			Channels:        t.Channels,
-			Timeout:         t.EffectiveTimeout(cfg.Delivery),
-			MaxAttempts:     t.EffectiveMaxAttempts(cfg.Delivery),
-			CAFile:          t.CAFile,
-			RateLimit:       t.RateLimit,
-			RateBurst:       t.RateBurst,
-			BreakerFailures: t.BreakerFailures,
-			BreakerCooldown: t.BreakerCooldown.Duration,
+			Name:                t.Name,
+			URL:                 t.URL,
+			Headers:             t.Headers,
+			SigningSecret:       t.SigningSecret,
+			Events:              kinds,
+			Channels:            t.Channels,
+			Timeout:             t.EffectiveTimeout(cfg.Delivery),
+			MaxAttempts:         t.EffectiveMaxAttempts(cfg.Delivery),
+			CAFile:              t.CAFile,
+			RateLimit:           t.RateLimit,
+			RateBurst:           t.RateBurst,
+			BreakerFailures:     t.BreakerFailures,
+			BreakerCooldown:     t.BreakerCooldown.Duration,
+			DenyPrivateNetworks: t.DenyPrivateNetworks,
 		})
 	}
 	table, err := targets.NewTable(targetList)

@@ -186,3 +186,56 @@ func TestTargetTimeoutDoesNotAffectOthers(t *testing.T) {
 	require.Equal(t, map[string]int{"msg:5": 1}, healthy.Delivered())
 	require.True(t, strings.Contains(r.logs.String(), `"code":"timeout"`), "the attempt log names the timeout")
 }
+
+func TestTargetDenyPrivateNetworks(t *testing.T) {
+	guarded := newCountingServer(t, false, ok200)
+	allowed := newCountingServer(t, false, ok200)
+	// Through the parser, so that [delivery]'s default and a target's
+	// explicit false both reach the dispatcher.
+	parsed, err := config.ParseWith(strings.NewReader(`
+[delivery]
+deny_private_networks = true
+
+[[targets]]
+name = "guarded"
+url = "`+guarded.URL+`/hook"
+max_attempts = 5
+
+[[targets]]
+name = "allowed"
+url = "`+allowed.URL+`/hook"
+deny_private_networks = false
+`), nil)
+	require.NoError(t, err)
+	cfg := testConfig(t, parsed.Targets...)
+	cfg.Delivery.DenyPrivateNetworks = parsed.Delivery.DenyPrivateNetworks
+	r := startRelay(t, cfg)
+
+	code, _ := r.post(t, "/webhook", msgBody(6, "received"))
+	require.Equal(t, http.StatusOK, code)
+
+	d := waitDelivery(t, r, "guarded", "dead", isDead)
+	require.Equal(t, "private_address: destination 127.0.0.1 is a private address (deny_private_networks)", d.LastError)
+	require.Equal(t, 1, d.Attempts, "a policy refusal is dead at once, not retried")
+	require.Zero(t, d.LastStatusCode)
+	require.Zero(t, guarded.hits.Load(), "the refused target must never see the request")
+
+	waitDelivery(t, r, "allowed", "delivered", isDelivered)
+	require.EqualValues(t, 1, allowed.hits.Load())
+	require.Contains(t, r.logs.String(), `"code":"private_address"`)
+}
+
+func TestTargetDNSFailureIsRecorded(t *testing.T) {
+	// .invalid never resolves (RFC 6761).
+	tc := target("nowhere", "http://wamm-relay-test.invalid/hook")
+	tc.MaxAttempts = 2
+	r := startRelay(t, testConfig(t, tc))
+
+	code, _ := r.post(t, "/webhook", msgBody(7, "received"))
+	require.Equal(t, http.StatusOK, code)
+	d := waitDelivery(t, r, "nowhere", "dead", isDead)
+	require.Equal(t, "dns", d.LastError)
+	require.Equal(t, 2, d.Attempts, "a lookup failure is retried up to max_attempts")
+	require.Zero(t, d.LastStatusCode)
+	require.Contains(t, r.logs.String(), `"code":"dns"`)
+}

@@ -177,6 +177,12 @@ type Delivery struct {
 	// 0 disables the breaker.
 	BreakerFailures int      `toml:"breaker_failures"`
 	BreakerCooldown Duration `toml:"breaker_cooldown"`
+	// DenyPrivateNetworks refuses connections to loopback, private
+	// (RFC 1918, fc00::/7), link-local (169.254.0.0/16 with the cloud
+	// metadata address, fe80::/10), unspecified and CGNAT (100.64.0.0/10)
+	// addresses, checked on the address dialed after DNS resolution. A
+	// refused attempt is dead at once. Off by default.
+	DenyPrivateNetworks bool `toml:"deny_private_networks"`
 }
 
 // Log levels and formats accepted in [log].
@@ -250,6 +256,9 @@ type Target struct {
 	RateBurst       int      `toml:"rate_burst"`
 	BreakerFailures int      `toml:"breaker_failures"`
 	BreakerCooldown Duration `toml:"breaker_cooldown"`
+	// DenyPrivateNetworks overrides [delivery]'s; Parse fills it when the
+	// file leaves it out, so an explicit false stays false.
+	DenyPrivateNetworks bool `toml:"deny_private_networks"`
 }
 
 // EffectiveTimeout is the target's timeout, or d.Timeout when it has none.

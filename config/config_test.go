@@ -715,6 +715,52 @@ breaker_failures = 0
 	require.Equal(t, gate{0, 0, 20, 30 * time.Second}, got(def.Targets[0]), "the defaults: no rate limit, a breaker")
 }
 
+func TestTargetsInheritDenyPrivateNetworks(t *testing.T) {
+	c, err := ParseWith(strings.NewReader(`
+[delivery]
+deny_private_networks = true
+
+[[targets]]
+name = "inherits"
+url = "https://a.example/hook"
+
+[[targets]]
+name = "explicit-false"
+url = "http://10.0.0.5/hook"
+deny_private_networks = false
+
+[[targets]]
+name = "quoted"
+url = "https://c.example/hook"
+deny_private_networks = "${DENY}"
+`), lookup(map[string]string{"DENY": "false"}))
+	require.NoError(t, err)
+	require.True(t, c.Delivery.DenyPrivateNetworks)
+	require.True(t, c.Targets[0].DenyPrivateNetworks, "a target inherits [delivery]'s")
+	require.False(t, c.Targets[1].DenyPrivateNetworks, "an explicit false overrides [delivery]'s true")
+	require.False(t, c.Targets[2].DenyPrivateNetworks, "set (quoted, expanded), so not inherited")
+
+	c, err = parseString(t, `
+[[targets]]
+name = "opts-in"
+url = "https://a.example/hook"
+deny_private_networks = true
+
+[[targets]]
+name = "default"
+url = "https://b.example/hook"
+`)
+	require.NoError(t, err)
+	require.False(t, c.Delivery.DenyPrivateNetworks, "off by default")
+	require.True(t, c.Targets[0].DenyPrivateNetworks)
+	require.False(t, c.Targets[1].DenyPrivateNetworks)
+
+	_, err = parseString(t, "[delivery]\ndeny_private_networks = \"yes please\"\n")
+	var verr *ValidationError
+	require.ErrorAs(t, err, &verr)
+	require.Equal(t, "delivery.deny_private_networks", verr.Key)
+}
+
 func TestEffectiveTargetValues(t *testing.T) {
 	d := Default().Delivery
 	tests := []struct {
@@ -903,8 +949,8 @@ func TestExampleConfig(t *testing.T) {
 			require.Contains(t, string(data), "# headers = ")
 			continue
 		}
-		if len(k) == 2 && k[0] == "targets" && slices.Contains([]string{"rate_limit", "rate_burst", "breaker_failures", "breaker_cooldown"}, k[1]) {
-			// Set on a target, these override [delivery] even when 0, so
+		if len(k) == 2 && k[0] == "targets" && slices.Contains([]string{"rate_limit", "rate_burst", "breaker_failures", "breaker_cooldown", "deny_private_networks"}, k[1]) {
+			// Set on a target, these override [delivery] even when 0 or false, so
 			// the example shows them commented out.
 			require.Contains(t, string(data), "# "+k[1]+" = ")
 			continue

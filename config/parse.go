@@ -159,8 +159,10 @@ func inheritChannels(cfg *Config, doc string) error {
 }
 
 // inheritTargets fills what each [[targets]] entry leaves out from
-// [delivery]. For the keys where 0 is a setting of its own (rate_limit = 0
-// is "no limit" even when [delivery] has one), whether the file set the key
+// [delivery]. For the keys where 0 or false is a setting of its own
+// (rate_limit = 0 is "no limit" even when [delivery] has one;
+// deny_private_networks = false lets one target reach a private address
+// when [delivery] denies them), whether the file set the key
 // is read from the document as plain tables, as inheritChannels does.
 func inheritTargets(cfg *Config, doc string) error {
 	if len(cfg.Targets) == 0 {
@@ -197,6 +199,9 @@ func inheritTargets(cfg *Config, doc string) error {
 		}
 		if !has("breaker_cooldown") {
 			t.BreakerCooldown = d.BreakerCooldown
+		}
+		if !has("deny_private_networks") {
+			t.DenyPrivateNetworks = d.DenyPrivateNetworks
 		}
 	}
 	return nil

@@ -24,15 +24,24 @@ const (
 	CodeTLS               = "tls"
 	CodeCanceled          = "canceled"
 	CodeNetwork           = "network"
+	// CodePrivateAddress is an attempt refused by deny_private_networks.
+	CodePrivateAddress = "private_address"
 )
 
 // Classify decides what one attempt means for its delivery, from the HTTP
 // status (0 when no response arrived) and the transport error. It returns
 // the result and a short code: "http_<status>" whenever the target answered,
 // otherwise one of the Code constants. A 2xx is delivered; 410 Gone is dead
-// at once; everything else (3xx, other 4xx, 5xx, every transport failure)
-// is worth retrying. The attempt budget is applied by the caller.
+// at once; so is an attempt refused by deny_private_networks
+// (CodePrivateAddress): the refusal is the relay's policy, not the target's
+// state, and retrying would only repeat it. Everything else (3xx, other
+// 4xx, 5xx, every other transport failure) is worth retrying. The attempt
+// budget is applied by the caller.
 func Classify(statusCode int, err error) (event.Result, string) {
+	var denied *PrivateAddressError
+	if statusCode == 0 && errors.As(err, &denied) {
+		return event.ResultDead, CodePrivateAddress
+	}
 	if statusCode > 0 {
 		code := "http_" + strconv.Itoa(statusCode)
 		switch {

@@ -578,6 +578,12 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	}
 	if out.Result != event.ResultDelivered {
 		out.Error = code
+		var denied *PrivateAddressError
+		if errors.As(resp.err, &denied) {
+			// Say which address was refused and why, so an operator
+			// looking at the delivery need not search the logs.
+			out.Error = code + ": " + denied.Error()
+		}
 	}
 
 	endAttemptSpan(span, &out, code, resp.err)

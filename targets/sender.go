@@ -58,12 +58,15 @@ func newSender(t Target, workers int, userAgent string, log logrus.FieldLogger) 
 		}
 		tlsConf.RootCAs = pool
 	}
+	dialer := net.Dialer{Timeout: t.Timeout, KeepAlive: 30 * time.Second}
+	dial, proxy := dialer.DialContext, http.ProxyFromEnvironment
+	if t.DenyPrivateNetworks {
+		g := newGuardedDialer(dialer)
+		dial, proxy = g.DialContext, g.guardProxy(proxy)
+	}
 	transport := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   t.Timeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:                 proxy,
+		DialContext:           dial,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   t.Timeout,
 		ForceAttemptHTTP2:     true,

@@ -49,6 +49,12 @@ type Target struct {
 	// CAFile optionally names a PEM file of CAs trusted in addition to the
 	// system roots. TLS verification is always on.
 	CAFile string
+	// DenyPrivateNetworks refuses to connect to loopback, private,
+	// link-local (cloud metadata included), unspecified and CGNAT
+	// addresses. The check is on the address dialed, after DNS resolution,
+	// so rebinding a public name to a private address does not get past
+	// it. A refused attempt is dead at once (see Classify).
+	DenyPrivateNetworks bool
 }
 
 // String describes the target without its headers or signing secret, so a
