@@ -35,6 +35,9 @@ var allowed = map[string][]string{
 	"internal/testutil": {"event", "wamm"},
 	"internal/archtest": {},
 	"internal/logx":     {},
+	// pgcluster runs a private PostgreSQL server for fault tests and the
+	// chaos soak, which stop and crash it.
+	"internal/pgcluster": {},
 	// tracing: the OpenTelemetry provider and the event trace identity
 	// that relay, targets and reconcile share without importing each other.
 	"tracing": {"event"},
@@ -42,7 +45,7 @@ var allowed = map[string][]string{
 	// (stack.go) also composes the relay's HTTP server and dedup without
 	// a store, to measure what a store costs.
 	"bench":      {"event", "dedup", "relay"},
-	"bench/soak": {},
+	"bench/soak": {"internal/pgcluster"},
 	// blackout drives the real reconciler against the fake account on a
 	// simulated clock.
 	"bench/blackout": {"event", "reconcile", "store", "store/sqlite", "wamm", "wamm/wammfake"},
