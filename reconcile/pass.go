@@ -180,17 +180,19 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	if !r.backfilling {
 		windowGaps = r.checkOverflow(pages, known, now, rep)
 	}
-	for i, page := range pages {
-		if h := highest(page); h != "" {
-			r.lastNewest[i] = h
-		}
-	}
 	if len(windowGaps) > 0 {
 		if pe := r.queueKnownChats(ctx, windowGaps); pe != nil {
 			return pe
 		}
 	}
 	r.observe(polled, known, now, rep)
+	// The pages are candidates now: only then do they count as seen, so a
+	// pass that fails before this point leaves the mark where it was.
+	for i, page := range pages {
+		if h := highest(page); h != "" {
+			r.lastNewest[i] = h
+		}
+	}
 
 	var chatErr *passError
 	var chatGaps []store.Gap
@@ -218,6 +220,9 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 				chatGaps = append(chatGaps, r.chatGap(p, now))
 			}
 			r.observe(p.msgs, known, now, rep)
+		}
+		if len(r.pendingChats) == 0 {
+			r.chatMark = ""
 		}
 	}
 
@@ -366,11 +371,12 @@ func (r *Reconciler) tooOld(m wamm.Message, now time.Time) bool {
 func (r *Reconciler) checkOverflow(pages [2][]wamm.Message, known map[string]store.KnownMessage, now time.Time, rep *Report) []store.Gap {
 	var gaps []store.Gap
 	for i, page := range pages {
-		if len(page) < r.opts.PageSize || r.overlaps(page, known, now) {
+		if len(page) < r.opts.PageSize || r.overlaps(page, known, now, r.lastNewest[i]) {
 			continue
 		}
 		rep.Overflow = true
 		r.metrics.overflows.Inc()
+		r.markChats(r.lastNewest[i])
 		queued := r.queueChats(page)
 		r.log.WithFields(logrus.Fields{"direction": direction(i), "page_size": r.opts.PageSize, "chats_queued": queued}).
 			Warn("reconcile: polled window overlaps nothing known, messages may have been missed; polling faster and reading the chats one by one")
@@ -409,6 +415,9 @@ func (r *Reconciler) checkOverflow(pages [2][]wamm.Message, known map[string]sto
 // just took from the window do not count, they are the very messages the
 // page repeats.
 func (r *Reconciler) chatOverlaps(page []wamm.Message, known map[string]store.KnownMessage, now time.Time) bool {
+	if r.chatMark != "" {
+		return reachesBack(page, r.chatMark) || r.pastHistory(page, now)
+	}
 	for _, m := range page {
 		if _, ok := known[m.MsgID]; ok || r.history(m) || r.tooOld(m, now) {
 			return true
@@ -437,9 +446,9 @@ func (r *Reconciler) queueChats(msgs []wamm.Message) int {
 
 // queueKnownChats queues, after the chats of the overflowing pages, the
 // chats the store knows (most recently active first, up to MaxKnownChats):
-// a chat whose messages all fell out of the window is in no page. Each
-// window gap's After becomes the newest message the store knows, where that
-// is newer than the baseline's mark.
+// a chat whose messages all fell out of the window is in no page. Without
+// an earlier poll to bound it, each window gap's After becomes the newest
+// message the store knows, where that is newer than the baseline's mark.
 func (r *Reconciler) queueKnownChats(ctx context.Context, gaps []store.Gap) *passError {
 	chats, err := r.opts.Store.Chats(ctx, r.opts.Channel, "", r.opts.MaxKnownChats)
 	if err != nil {
@@ -451,6 +460,13 @@ func (r *Reconciler) queueKnownChats(ctx context.Context, gaps []store.Gap) *pas
 		}
 	}
 	for i := range gaps {
+		dir := 0
+		if gaps[i].Direction == direction(1) {
+			dir = 1
+		}
+		if r.lastNewest[dir] != "" {
+			continue // bounded by the previous poll; what is known above it proves nothing
+		}
 		for _, c := range chats {
 			gaps[i].AfterMsgID = newestBelow(gaps[i].AfterMsgID, c.LastMsgID, gaps[i].BeforeMsgID)
 		}
@@ -471,9 +487,14 @@ func newestBelow(cur, id, limit string) string {
 // knows of the chat and the oldest the page reaches.
 func (r *Reconciler) chatGap(p chatPage, now time.Time) store.Gap {
 	o, _ := oldest(p.all)
+	after := p.lastKnown
+	// What the store knows above the mark says nothing about the gap.
+	if r.chatMark != "" && (after == "" || store.CompareMsgIDs(after, r.chatMark) > 0) {
+		after = r.chatMark
+	}
 	return store.Gap{
 		Channel: r.opts.Channel, Chat: p.chat, Reason: store.GapChat,
-		AfterMsgID: p.lastKnown, BeforeMsgID: o.MsgID, BeforeTime: o.DateIns, DetectedAt: now,
+		AfterMsgID: after, BeforeMsgID: o.MsgID, BeforeTime: o.DateIns, DetectedAt: now,
 	}
 }
 
@@ -518,7 +539,18 @@ func (r *Reconciler) recordGaps(ctx context.Context, found []store.Gap, now time
 	return nil
 }
 
-func (r *Reconciler) overlaps(page []wamm.Message, known map[string]store.KnownMessage, now time.Time) bool {
+// overlaps reports whether page reaches back to what was already seen, so
+// nothing older than the page can have been skipped. With mark, the newest
+// message of this process's previous poll of the direction, only a page
+// reaching back to the mark shows that: a known message in the page proves
+// nothing about older ones, because WAMM gives up on a webhook it cannot
+// deliver (while the store is down, say) and goes on with newer ones, whose
+// webhooks then arrive. Without a mark (the first poll since start) a known
+// message or candidate in the page is the best evidence there is.
+func (r *Reconciler) overlaps(page []wamm.Message, known map[string]store.KnownMessage, now time.Time, mark string) bool {
+	if mark != "" {
+		return reachesBack(page, mark) || r.pastHistory(page, now)
+	}
 	for _, m := range page {
 		if _, ok := known[m.MsgID]; ok {
 			return true
@@ -536,6 +568,32 @@ func (r *Reconciler) overlaps(page []wamm.Message, known map[string]store.KnownM
 		}
 	}
 	return false
+}
+
+// reachesBack reports whether page holds a message at or below mark.
+func reachesBack(page []wamm.Message, mark string) bool {
+	o, ok := oldest(page)
+	return ok && store.CompareMsgIDs(o.MsgID, mark) <= 0
+}
+
+// pastHistory reports whether page holds a message past MaxAge or of the
+// channel's history: the page reaches back far enough.
+func (r *Reconciler) pastHistory(page []wamm.Message, now time.Time) bool {
+	for _, m := range page {
+		if r.tooOld(m, now) || r.history(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// markChats notes, when a window overflows, the newest message seen before
+// it (the lowest of the overflowing directions' marks): the chats queued
+// until the queue empties must reach back to it to prove they lost nothing.
+func (r *Reconciler) markChats(mark string) {
+	if mark != "" && (r.chatMark == "" || store.CompareMsgIDs(mark, r.chatMark) < 0) {
+		r.chatMark = mark
+	}
 }
 
 // chatPage is what msg_get returned for one chat.

@@ -227,6 +227,10 @@ type Reconciler struct {
 	// lastNewest is the newest msg_id of the last polled page of each
 	// direction: the tightest lower bound of a window gap.
 	lastNewest [2]string
+	// chatMark is, while chats queued by an overflow are being read, the
+	// newest message seen before the overflow: each chat's page must reach
+	// back to it, or the chat has a gap.
+	chatMark string
 	// unrecordedGaps are gaps detected while the store failed, recorded by
 	// a later pass.
 	unrecordedGaps []store.Gap

@@ -839,3 +839,67 @@ func TestReconcileAndWait(t *testing.T) {
 	require.Zero(t, rep.InGrace)
 	require.Equal(t, []event.Key{"msg:41000"}, f.store.deliveredKeys())
 }
+
+// TestHoleBelowKnownMessagesIsRecoveredOrNamed: while the store was down
+// WAMM gave up on the webhooks of 110-114 (chat A) and went on; once the store
+// was back the webhooks of 150 newer messages (chat B) arrived before the next
+// poll, so the window is all known messages. That proves nothing about the
+// messages older than the window: they are read from their chat when the
+// relay knows the chat, and named as a gap when it cannot.
+func TestHoleBelowKnownMessagesIsRecoveredOrNamed(t *testing.T) {
+	const chatA, chatB = "79001110000", "79001110001"
+	tests := []struct {
+		name      string
+		chatKnown bool // the store knows chat A from an earlier message
+	}{
+		{"chat known: read back and recovered", true},
+		{"chat unknown: named as a window gap", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, false)
+			webhook := func(ms ...wamm.Message) {
+				f.acct.add(ms...)
+				for _, m := range ms {
+					f.store.webhook(wamm.MessageEvent(m, t0))
+				}
+			}
+			if tc.chatKnown {
+				webhook(apiMsg("99", 0, chatA, "received"))
+			}
+			webhook(incoming(100, 10, chatB)...)
+			r := f.new(t)
+			rep := once(t, r)
+			require.False(t, rep.Overflow)
+
+			f.acct.add(incoming(110, 5, chatA)...) // their webhooks never came
+			webhook(incoming(115, 150, chatB)...)
+			f.clock.Advance(30 * time.Second)
+			rep = once(t, r)
+			require.True(t, rep.Overflow, "a window of known messages that does not reach the last poll is an overflow")
+
+			gaps := map[string]store.Gap{}
+			for _, g := range f.store.openGaps() {
+				gaps[g.Reason+"/"+g.Chat] = g
+			}
+			window := gaps[store.GapWindow+"/"]
+			require.Equal(t, "109", window.AfterMsgID, "bounded by the last poll, not by the newest known message")
+			require.Equal(t, "165", window.BeforeMsgID)
+			chat := gaps[store.GapChat+"/"+chatB]
+			require.Equal(t, "109", chat.AfterMsgID, "chat B's page does not reach back to the last poll")
+			require.Equal(t, "165", chat.BeforeMsgID)
+
+			f.clock.Advance(20 * time.Second)
+			promote(t, r)
+			got := f.store.deliveredKeys()
+			if !tc.chatKnown {
+				require.Empty(t, got, "nothing to find them by; the window gap names the range")
+				require.NotContains(t, gaps, store.GapChat+"/"+chatA)
+				return
+			}
+			require.ElementsMatch(t, []event.Key{"msg:110", "msg:111", "msg:112", "msg:113", "msg:114"}, got,
+				"chat A's page reaches back to the last poll: the hole is recovered")
+			require.NotContains(t, gaps, store.GapChat+"/"+chatA, "chat A lost nothing")
+		})
+	}
+}
