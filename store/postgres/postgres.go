@@ -27,7 +27,18 @@ const (
 	DefaultApplicationName = "wamm-relay"
 	// DefaultMigrationLockTimeout bounds each lock wait of a migration.
 	DefaultMigrationLockTimeout = 30 * time.Second
+	// DefaultCloseTimeout bounds Close: past it the store gives up on a
+	// database that does not answer and abandons its connections.
+	DefaultCloseTimeout = 10 * time.Second
+	// pingTimeout bounds the liveness ping of a connection taken from the
+	// pool after a second idle: a half-open connection (a partition, a dead
+	// NAT entry) is then replaced in a second instead of holding a commit
+	// until its timeout.
+	pingTimeout = time.Second
 )
+
+// ErrCloseTimeout: Close gave up waiting for the database.
+var ErrCloseTimeout = errors.New("close timed out")
 
 // Options configures Open.
 type Options struct {
@@ -62,6 +73,8 @@ type Options struct {
 	// transaction or VACUUM holds); past it Open fails with
 	// ErrMigrationLock. 0 means DefaultMigrationLockTimeout.
 	MigrationLockTimeout time.Duration
+	// CloseTimeout bounds Close; 0 means DefaultCloseTimeout.
+	CloseTimeout time.Duration
 }
 
 func (o Options) validate() error {
@@ -82,6 +95,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("postgres options: ReconnectMax is negative (%s)", o.ReconnectMax)
 	case o.MigrationLockTimeout < 0:
 		return fmt.Errorf("postgres options: MigrationLockTimeout is negative (%s)", o.MigrationLockTimeout)
+	case o.CloseTimeout < 0:
+		return fmt.Errorf("postgres options: CloseTimeout is negative (%s)", o.CloseTimeout)
 	}
 	return nil
 }
@@ -107,6 +122,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MigrationLockTimeout == 0 {
 		o.MigrationLockTimeout = DefaultMigrationLockTimeout
+	}
+	if o.CloseTimeout == 0 {
+		o.CloseTimeout = DefaultCloseTimeout
 	}
 }
 
@@ -177,6 +195,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	case !strings.Contains(opts.DSN, "pool_max_conns"):
 		cfg.MaxConns = DefaultMaxConns
 	}
+	cfg.PingTimeout = pingTimeout
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = DefaultApplicationName
 	}
@@ -263,6 +282,25 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	// A database that never answers (half-open connections, a frozen
+	// server) must not hold the process's shutdown: past CloseTimeout the
+	// connections are abandoned to the exiting process. Outcomes not yet
+	// written are attempted again after the restart (bounded duplicates).
+	done := make(chan error, 1)
+	go func() { done <- s.close() }()
+	t := time.NewTimer(s.opts.CloseTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		s.log.WithField("timeout", s.opts.CloseTimeout.String()).
+			Error("store: close timed out, the database does not answer; abandoning its connections")
+		return fmt.Errorf("close postgres store: %w after %s", ErrCloseTimeout, s.opts.CloseTimeout)
+	}
+}
+
+func (s *Store) close() error {
 	s.batcher.Close()
 	s.recorder.Close()
 	s.stopListen()
