@@ -923,7 +923,13 @@ func (r *Reconciler) waiting(now time.Time) (int, time.Time) {
 }
 
 // setLeader notes whether this instance holds the reconcile lock. Losing it
-// drops all in-memory state: the new holder finds the same gaps itself.
+// keeps the candidates: the lock is often lost only for a moment (its
+// session died with the database), and the messages they stand for may be
+// out of every window by the time it is back. They wait, unpromoted, and are
+// settled against the store once the lock is held again (what another holder
+// ingested meanwhile is known by then). The marks of earlier polls and the
+// queued chats go: another holder may have polled since, so the next poll
+// starts afresh.
 func (r *Reconciler) setLeader(leader bool) {
 	if r.leaderKnown && leader == r.leader {
 		return
@@ -934,8 +940,8 @@ func (r *Reconciler) setLeader(leader bool) {
 		return
 	}
 	r.log.Info("reconcile: another instance holds the reconcile lock; not polling")
-	clear(r.cands)
-	clear(r.stateCand)
+	r.lastNewest = [2]string{}
+	r.chatMark = ""
 	r.pendingChats = nil
 	r.overflowStreak = 0
 	r.interval = r.opts.Interval
