@@ -446,8 +446,9 @@ func TestCandidatesWaitOutALostLock(t *testing.T) {
 	require.True(t, rep.NotLeader)
 	require.Empty(t, f.store.deliveredKeys(), "nothing is promoted without the lock")
 
-	f.acct.msgs = nil                                                                   // out of the window
-	f.store.webhook(wamm.MessageEvent(apiMsg("902", 0, "79001234567", "received"), t0)) // another holder got it
+	// Both left the window; another holder got 902's webhook meanwhile.
+	f.acct.msgs = nil
+	f.store.webhook(wamm.MessageEvent(apiMsg("902", 0, "79001234567", "received"), t0))
 	leader = true
 	rep = once(t, r)
 	require.False(t, rep.NotLeader)
