@@ -48,11 +48,7 @@ func (s *Server) requireAdmin(c *gin.Context) {
 		if payload, ok := s.ui.Session(c.Request); ok {
 			if !safeMethod(c.Request.Method) {
 				if err := s.ui.CheckWrite(c.Request, payload); err != nil {
-					s.log.WithFields(logrus.Fields{
-						"client_ip": c.ClientIP(),
-						"path":      s.redactPath(c.Request.URL.Path),
-						"reason":    err.Error(),
-					}).Warn("admin request rejected")
+					s.rejectedRequest(c, endpointAdmin, http.StatusForbidden, reasonForbidden, err.Error(), "admin request rejected")
 					c.AbortWithStatusJSON(http.StatusForbidden, errorBody(err.Error()))
 					return
 				}
@@ -63,11 +59,7 @@ func (s *Server) requireAdmin(c *gin.Context) {
 	}
 	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) ||
 		!equalSecret(strings.TrimSpace(h[len(prefix):]), s.opts.AdminToken) {
-		s.log.WithFields(logrus.Fields{
-			"client_ip": c.ClientIP(),
-			"path":      s.redactPath(c.Request.URL.Path),
-			"reason":    reasonUnauthorized,
-		}).Warn("admin request rejected")
+		s.rejectedRequest(c, endpointAdmin, http.StatusUnauthorized, reasonUnauthorized, reasonUnauthorized, "admin request rejected")
 		c.Header("WWW-Authenticate", `Bearer realm="wamm-relay"`)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, errorBody("missing or wrong bearer token"))
 		return

@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/internal/logx"
 	"github.com/wamm-relay/wamm-relay/relay/ui"
 	"github.com/wamm-relay/wamm-relay/store"
 	"github.com/wamm-relay/wamm-relay/tracing"
@@ -134,6 +135,12 @@ type Options struct {
 	// Tracer records a webhook.ingest span per webhook; nil traces nothing.
 	Tracer *tracing.Tracer
 
+	// LogSampleInterval is how long repeated rejections (401, 413, 400 ...)
+	// of one reason are only counted after the first is logged, before one
+	// "suppressed N similar" line reports them; zero is
+	// logx.DefaultSampleInterval.
+	LogSampleInterval time.Duration
+
 	Logger logrus.FieldLogger // required
 	Now    func() time.Time   // nil means time.Now
 }
@@ -226,6 +233,7 @@ func (o *Options) validate() error {
 		{"ShutdownTimeout", o.ShutdownTimeout}, {"DrainDelay", o.DrainDelay}, {"ReadHeaderTimeout", o.ReadHeaderTimeout},
 		{"ReadTimeout", o.ReadTimeout}, {"WriteTimeout", o.WriteTimeout}, {"IdleTimeout", o.IdleTimeout},
 		{"IngestTimeout", o.IngestTimeout}, {"ReadyTimeout", o.ReadyTimeout}, {"StatsTimeout", o.StatsTimeout},
+		{"LogSampleInterval", o.LogSampleInterval},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("relay options: %s must be positive, got %s", d.name, d.v)
@@ -255,6 +263,8 @@ type Server struct {
 	srv     *http.Server
 	sem     chan struct{}
 	metrics *metrics
+	// sampler logs rejections of outside requests without a line each.
+	sampler *logx.Sampler
 	// channelSecrets maps each named channel to its webhook secret.
 	channelSecrets map[string]string
 	// secrets are redacted wherever they appear in a logged value.
@@ -292,6 +302,11 @@ func New(opts Options) (*Server, error) {
 
 		channelSecrets: make(map[string]string, len(opts.Channels)),
 	}
+	sampler, err := logx.NewSampler(opts.Logger, opts.LogSampleInterval, opts.Now)
+	if err != nil {
+		return nil, fmt.Errorf("relay options: %w", err)
+	}
+	s.sampler = sampler
 	for _, secret := range []string{opts.WebhookSecret, opts.AdminToken} {
 		if secret != "" {
 			s.secrets = append(s.secrets, secret)
@@ -305,7 +320,12 @@ func New(opts Options) (*Server, error) {
 	}
 	s.ingestRate.window = time.Minute
 	if opts.AdminToken != "" {
-		d, err := ui.New(ui.Options{AdminToken: opts.AdminToken, SessionTTL: opts.DashboardSessionTTL, Logger: opts.Logger, Now: opts.Now})
+		d, err := ui.New(ui.Options{
+			AdminToken: opts.AdminToken, SessionTTL: opts.DashboardSessionTTL, Logger: opts.Logger, Now: opts.Now,
+			LoginRejected: func(c *gin.Context) {
+				s.rejectedRequest(c, endpointDashboard, http.StatusUnauthorized, reasonUnauthorized, "wrong admin token", "dashboard login rejected")
+			},
+		})
 		if err != nil {
 			return nil, fmt.Errorf("relay options: dashboard: %w", err)
 		}
@@ -421,6 +441,13 @@ func (s *Server) Run(ctx context.Context) error {
 	s.started = true
 	ln := s.ln
 	s.mu.Unlock()
+
+	// The sampler stops after the last request is answered, so the last
+	// interval's rejections are reported, not dropped.
+	samplerCtx, stopSampler := context.WithCancel(context.Background())
+	samplerDone := make(chan struct{})
+	go func() { s.sampler.Run(samplerCtx); close(samplerDone) }()
+	defer func() { stopSampler(); <-samplerDone }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.srv.Serve(ln) }()
