@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -41,7 +40,6 @@ func (s *Server) routeAdmin(g *gin.RouterGroup) {
 
 // requireAdmin checks "Authorization: Bearer <token>" in constant time.
 func (s *Server) requireAdmin(c *gin.Context) {
-	const prefix = "bearer "
 	h := c.GetHeader("Authorization")
 	if h == "" && s.ui != nil {
 		// The dashboard's session cookie stands in for the bearer token.
@@ -57,8 +55,7 @@ func (s *Server) requireAdmin(c *gin.Context) {
 			return
 		}
 	}
-	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) ||
-		!equalSecret(strings.TrimSpace(h[len(prefix):]), s.opts.AdminToken) {
+	if !bearerMatches(h, s.opts.AdminToken) {
 		s.rejectedRequest(c, endpointAdmin, http.StatusUnauthorized, reasonUnauthorized, reasonUnauthorized, "admin request rejected")
 		c.Header("WWW-Authenticate", `Bearer realm="wamm-relay"`)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, errorBody("missing or wrong bearer token"))
