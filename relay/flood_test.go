@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -91,4 +92,37 @@ func TestRejectionFloodIsLoggedSampled(t *testing.T) {
 	require.Equal(t, len(floods), summaries)
 	require.NotContains(t, h.logs.String(), testSecret)
 	require.NotContains(t, h.logs.String(), testToken)
+}
+
+// TestRejectionSummaryWhileServing: with a short LogSampleInterval the
+// summary of a burst is written while the server runs, not only at the
+// stop, and the next burst starts with a line of its own.
+func TestRejectionSummaryWhileServing(t *testing.T) {
+	h := newHarness(t, func(o *relay.Options) {
+		o.Now = nil // the real clock, so intervals end
+		o.LogSampleInterval = 50 * time.Millisecond
+	})
+	base, _, _ := startRun(t, h.srv)
+	burst := func() {
+		for range 10 {
+			require.Equal(t, 401, doRequest(t, base, http.MethodPost, "/webhook/wrong", nil, strings.NewReader(msgBody)).status)
+		}
+	}
+	summaries := func() int {
+		n := 0
+		for _, l := range h.logs.lines(t) {
+			if msg, _ := l["msg"].(string); strings.HasPrefix(msg, "suppressed ") {
+				n++
+			}
+		}
+		return n
+	}
+	burst()
+	require.Eventually(t, func() bool { return summaries() >= 1 }, 5*time.Second, 10*time.Millisecond,
+		"the ticker reports the burst once its interval ends")
+	firsts := len(h.logs.find(t, "webhook rejected"))
+	require.Eventually(t, func() bool {
+		burst()
+		return len(h.logs.find(t, "webhook rejected")) > firsts
+	}, 5*time.Second, 10*time.Millisecond, "a new interval logs its first line again")
 }

@@ -123,7 +123,7 @@ func (s *Sampler) Flush(all bool) {
 func (s *Sampler) Run(ctx context.Context) {
 	// Ticking at half the interval reports a key at most 1.5 intervals
 	// after its first line.
-	t := time.NewTicker(s.interval / 2)
+	t := time.NewTicker(max(s.interval/2, time.Nanosecond))
 	defer t.Stop()
 	for {
 		select {
