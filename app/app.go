@@ -207,6 +207,8 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		Ready:             st.Ping,
 		Targets:           table.Names(),
 		Gatherer:          a.registry,
+		MetricsListen:     cfg.Server.MetricsListen,
+		MetricsToken:      cfg.Server.MetricsToken,
 		Registerer:        a.registry,
 		Logger:            log.WithField("component", "relay"),
 		Now:               now,
@@ -334,7 +336,8 @@ type channelReconcileJSON struct {
 	reconcile.Status
 }
 
-// Listen binds the public listener so Addr is known before Run.
+// Listen binds the public listener (and the metrics listener, when
+// configured) so their addresses are known before Run.
 func (a *App) Listen() (net.Addr, error) {
 	addr, err := a.server.Listen()
 	if err != nil {
@@ -342,6 +345,10 @@ func (a *App) Listen() (net.Addr, error) {
 	}
 	return addr, nil
 }
+
+// MetricsAddr is the bound address of server.metrics_listen once Listen
+// has run; nil when /metrics is served on the public listener.
+func (a *App) MetricsAddr() net.Addr { return a.server.MetricsAddr() }
 
 // Store is the instance's outbox (for CLI verbs and tests).
 func (a *App) Store() store.Store { return a.store }

@@ -45,6 +45,13 @@ type Server struct {
 	// ("https://relay.example.com"); the channel check compares each
 	// channel's hook with it plus the webhook path. "" = not compared.
 	PublicURL string `toml:"public_url"`
+	// MetricsListen moves /metrics to a listener of its own
+	// ("127.0.0.1:9100"); the public one then answers 404 there.
+	// "" serves it on Listen.
+	MetricsListen string `toml:"metrics_listen"`
+	// MetricsToken, when set, is the bearer token a scrape of /metrics
+	// must send; "" leaves /metrics open.
+	MetricsToken string `toml:"metrics_token"`
 }
 
 // WAMM is the [wamm] table: the WAMM.chat API used by the reconciler. An empty

@@ -19,6 +19,7 @@ var testEnv = map[string]string{
 	"LISTEN_HOST":        "127.0.0.1",
 	"LISTEN_PORT":        "9999",
 	"ADMIN_TOKEN":        "admin-token-0123456789",
+	"METRICS_TOKEN":      "metrics-token-0123456789",
 	"WAMM_TOKEN":         "wamm-token-from-env",
 	"RECONCILE_INTERVAL": "45s",
 	"PG_PASSWORD":        "pg-secret-from-env",
@@ -218,6 +219,17 @@ func TestParseGood(t *testing.T) {
 			require.Equal(t, time.Second, c.Targets[1].Timeout.Duration)
 			require.Equal(t, []string{"raw"}, c.Targets[1].Events)
 		}},
+		{"metrics.toml", func(t *testing.T, c Config) {
+			require.Equal(t, "127.0.0.1:9100", c.Server.MetricsListen)
+			require.Equal(t, "metrics-token-0123456789", c.Server.MetricsToken, "expanded from the environment")
+			m := c.Masked()
+			require.Equal(t, masked, m.Server.MetricsToken)
+			require.Equal(t, "127.0.0.1:9100", m.Server.MetricsListen, "an address is no secret")
+			var buf bytes.Buffer
+			require.NoError(t, m.WriteTOML(&buf))
+			require.NotContains(t, buf.String(), "metrics-token-0123456789")
+			require.Contains(t, buf.String(), `metrics_token = "****"`)
+		}},
 		{"env.toml", func(t *testing.T, c Config) {
 			require.Equal(t, "127.0.0.1:9999", c.Server.Listen)
 			require.Equal(t, "admin-token-0123456789", c.Server.AdminToken)
@@ -285,6 +297,10 @@ var badCases = []struct {
 	{"webhook_path_reserved.toml", "server.webhook_path", ErrInvalid},
 	{"max_body_negative.toml", "server.max_body_bytes", ErrOutOfRange},
 	{"admin_token_short.toml", "server.admin_token", ErrInvalid},
+	{"metrics_listen_same.toml", "server.metrics_listen", ErrInvalid},
+	{"metrics_listen_bad_port.toml", "server.metrics_listen", ErrInvalid},
+	{"metrics_listen_no_port.toml", "server.metrics_listen", ErrInvalid},
+	{"metrics_token_short.toml", "server.metrics_token", ErrInvalid},
 	{"trusted_proxy.toml", "server.trusted_proxies[1]", ErrInvalid},
 	{"shutdown_zero.toml", "server.shutdown_timeout", ErrOutOfRange},
 	{"drain_delay_negative.toml", "server.drain_delay", ErrOutOfRange},
@@ -813,6 +829,7 @@ func secretConfig() Config {
 	c := Default()
 	c.Server.WebhookSecret = "SECRET-webhook-1"
 	c.Server.AdminToken = "SECRET-admin-token-2"
+	c.Server.MetricsToken = "SECRET-metrics-token-12"
 	c.WAMM.Token = "SECRET-wamm-3"
 	c.Store = Store{Driver: DriverPostgres, DSN: "postgres://relay:SECRET-pg-4@db:5432/relay?sslmode=disable"}
 	c.Targets = []Target{{
@@ -1034,6 +1051,35 @@ func TestResolvePath(t *testing.T) {
 				return tt.env
 			})
 			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestMetricsListenMustDifferFromListen(t *testing.T) {
+	for _, tt := range []struct {
+		listen, metrics string
+		clash           bool
+	}{
+		{":8080", ":8080", true},
+		{":8080", "127.0.0.1:8080", true}, // the wildcard already holds the port
+		{"127.0.0.1:8080", "0.0.0.0:8080", true},
+		{"127.0.0.1:8080", "127.0.0.1:8080", true},
+		{"127.0.0.1:8080", "10.0.0.1:8080", false},
+		{":8080", ":9100", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false}, // each picks its own free port
+	} {
+		t.Run(tt.listen+" "+tt.metrics, func(t *testing.T) {
+			c := Default()
+			c.Server.Listen, c.Server.MetricsListen = tt.listen, tt.metrics
+			err := c.Validate()
+			if !tt.clash {
+				require.NoError(t, err)
+				return
+			}
+			errs := validationErrors(err)
+			require.Len(t, errs, 1, "%v", err)
+			require.Equal(t, "server.metrics_listen", errs[0].Key)
+			require.ErrorContains(t, err, "must differ from server.listen")
 		})
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // Masked returns a deep copy of c safe to print: webhook_secret, admin_token,
-// wamm.token, every target's signing_secret and header values, and
+// metrics_token, wamm.token, every target's signing_secret and header values, and
 // tracing.headers values become "****"
 // where set, and passwords in store.dsn and in URLs (user info, and query
 // parameters named like password, secret, token or key) are replaced too.
@@ -21,6 +21,7 @@ func (c Config) Masked() Config {
 	m := c
 	m.Server.WebhookSecret = mask(c.Server.WebhookSecret)
 	m.Server.AdminToken = mask(c.Server.AdminToken)
+	m.Server.MetricsToken = mask(c.Server.MetricsToken)
 	m.Server.TrustedProxies = slices.Clone(c.Server.TrustedProxies)
 	m.WAMM.Token = mask(c.WAMM.Token)
 	m.WAMM.APIURL = maskURL(c.WAMM.APIURL)

@@ -86,6 +86,7 @@ func (s *Server) validate(p *problems) {
 			p.add("server.admin_token", masked, ErrInvalid, "must not contain spaces or control characters")
 		}
 	}
+	s.validateMetrics(p)
 	for i, tp := range s.TrustedProxies {
 		if _, err := netip.ParsePrefix(tp); err == nil {
 			continue
@@ -132,6 +133,39 @@ func validatePublicURL(p *problems, key, v string) {
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(v, "#"):
 		p.add(key, maskURL(v), ErrInvalid, "must not have a query or fragment (the webhook path is appended to it)")
 	}
+}
+
+// validateMetrics checks the optional listener and token of /metrics.
+func (s *Server) validateMetrics(p *problems) {
+	if s.MetricsListen != "" {
+		validateListen(p, "server.metrics_listen", s.MetricsListen)
+		if sameListener(s.MetricsListen, s.Listen) {
+			p.add("server.metrics_listen", s.MetricsListen, ErrInvalid, "must differ from server.listen (%s)", s.Listen)
+		}
+	}
+	if s.MetricsToken != "" {
+		if len(s.MetricsToken) < minAdminTokenLen {
+			p.add("server.metrics_token", masked, ErrInvalid, "must be at least %d characters (or empty to leave /metrics open)", minAdminTokenLen)
+		} else if strings.ContainsFunc(s.MetricsToken, isSpaceOrControl) {
+			p.add("server.metrics_token", masked, ErrInvalid, "must not contain spaces or control characters")
+		}
+	}
+}
+
+// sameListener reports whether two host:port addresses would collide: the
+// same fixed port on the same host, or on a wildcard host, which takes the
+// port on every address. Port 0 picks a free port and never collides.
+func sameListener(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	if pa != pb || pa == "0" {
+		return false
+	}
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return strings.EqualFold(ha, hb) || wildcard(ha) || wildcard(hb)
 }
 
 func validateListen(p *problems, key, v string) {

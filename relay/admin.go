@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -41,18 +40,13 @@ func (s *Server) routeAdmin(g *gin.RouterGroup) {
 
 // requireAdmin checks "Authorization: Bearer <token>" in constant time.
 func (s *Server) requireAdmin(c *gin.Context) {
-	const prefix = "bearer "
 	h := c.GetHeader("Authorization")
 	if h == "" && s.ui != nil {
 		// The dashboard's session cookie stands in for the bearer token.
 		if payload, ok := s.ui.Session(c.Request); ok {
 			if !safeMethod(c.Request.Method) {
 				if err := s.ui.CheckWrite(c.Request, payload); err != nil {
-					s.log.WithFields(logrus.Fields{
-						"client_ip": c.ClientIP(),
-						"path":      s.redactPath(c.Request.URL.Path),
-						"reason":    err.Error(),
-					}).Warn("admin request rejected")
+					s.rejectedRequest(c, endpointAdmin, http.StatusForbidden, reasonForbidden, err.Error(), "admin request rejected")
 					c.AbortWithStatusJSON(http.StatusForbidden, errorBody(err.Error()))
 					return
 				}
@@ -61,13 +55,8 @@ func (s *Server) requireAdmin(c *gin.Context) {
 			return
 		}
 	}
-	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) ||
-		!equalSecret(strings.TrimSpace(h[len(prefix):]), s.opts.AdminToken) {
-		s.log.WithFields(logrus.Fields{
-			"client_ip": c.ClientIP(),
-			"path":      s.redactPath(c.Request.URL.Path),
-			"reason":    reasonUnauthorized,
-		}).Warn("admin request rejected")
+	if !bearerMatches(h, s.opts.AdminToken) {
+		s.rejectedRequest(c, endpointAdmin, http.StatusUnauthorized, reasonUnauthorized, reasonUnauthorized, "admin request rejected")
 		c.Header("WWW-Authenticate", `Bearer realm="wamm-relay"`)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, errorBody("missing or wrong bearer token"))
 		return

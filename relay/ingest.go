@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -180,17 +181,21 @@ func (s *Server) webhookAuthorized(c *gin.Context, channel string) bool {
 
 // reject answers a webhook with an error, counts it and logs the reason:
 // warn for what an operator should act on, info for a client's mistake.
+// The count is exact; the line is sampled per reason, since anyone who can
+// reach the listener can send rejected requests as fast as they like.
 func (s *Server) reject(c *gin.Context, entry func() logrus.FieldLogger, status int, reason, msg string, err error) {
 	s.metrics.received.WithLabelValues("rejected", reason).Inc()
-	log := entry().WithFields(logrus.Fields{"status": status, "reason": reason})
-	if err != nil {
-		log = log.WithError(errors.New(s.redactLiteral(err.Error())))
-	}
+	level := logrus.InfoLevel
 	switch reason {
 	case reasonStoreUnavailable, reasonOverloaded, reasonTooLarge, reasonUnauthorized:
-		log.Warn("webhook rejected")
-	default:
-		log.Info("webhook rejected")
+		level = logrus.WarnLevel
 	}
+	s.sampler.Log(fmt.Sprintf("webhook %d %s", status, reason), level, "webhook rejected", func() logrus.FieldLogger {
+		log := entry().WithFields(logrus.Fields{"status": status, "reason": reason})
+		if err != nil {
+			log = log.WithError(errors.New(s.redactLiteral(err.Error())))
+		}
+		return log
+	})
 	c.JSON(status, errorBody(msg))
 }

@@ -11,7 +11,10 @@ import (
 )
 
 type metrics struct {
-	received       *prometheus.CounterVec
+	received *prometheus.CounterVec
+	// rejected counts refused requests to the admin API, the dashboard
+	// login and /metrics, one per request, however their lines are sampled.
+	rejected       *prometheus.CounterVec
 	ingestDuration prometheus.Histogram
 	// The two series every accepted webhook moves, looked up once.
 	receivedAccepted, receivedDuplicate prometheus.Counter
@@ -23,6 +26,10 @@ func newMetrics() *metrics {
 			Name: "wamm_relay_webhooks_received_total",
 			Help: "Webhook requests by outcome (accepted, duplicate, rejected) and rejection reason.",
 		}, []string{"outcome", "reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wamm_relay_requests_rejected_total",
+			Help: "Requests to the admin API, the dashboard login and /metrics refused, by endpoint and reason (unauthorized, forbidden).",
+		}, []string{"endpoint", "reason"}),
 		ingestDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "wamm_relay_ingest_duration_seconds",
 			Help: "Time the Ingest call took for a parsed webhook (durable commit, or failure).",
@@ -37,11 +44,15 @@ func newMetrics() *metrics {
 		reasonStoreUnavailable, reasonOverloaded, reasonReadError} {
 		m.received.WithLabelValues("rejected", r)
 	}
+	m.rejected.WithLabelValues(endpointAdmin, reasonUnauthorized)
+	m.rejected.WithLabelValues(endpointAdmin, reasonForbidden)
+	m.rejected.WithLabelValues(endpointDashboard, reasonUnauthorized)
+	m.rejected.WithLabelValues(endpointMetrics, reasonUnauthorized)
 	return m
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.received, m.ingestDuration} {
+	for _, c := range []prometheus.Collector{m.received, m.rejected, m.ingestDuration} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register relay metrics: %w", err)
 		}

@@ -110,6 +110,16 @@ func (s *Server) redactLiteral(v string) string {
 	return v
 }
 
+// bearerMatches reports whether an Authorization header carries want as
+// its bearer token (the scheme in any case), compared in constant time.
+func bearerMatches(header, want string) bool {
+	const prefix = "bearer "
+	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return false
+	}
+	return equalSecret(strings.TrimSpace(header[len(prefix):]), want)
+}
+
 // equalSecret compares in constant time; hashing first hides the length too.
 func equalSecret(got, want string) bool {
 	g := sha256.Sum256([]byte(got))

@@ -14,10 +14,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
 	"github.com/wamm-relay/wamm-relay/event"
+	"github.com/wamm-relay/wamm-relay/internal/logx"
 	"github.com/wamm-relay/wamm-relay/relay/ui"
 	"github.com/wamm-relay/wamm-relay/store"
 	"github.com/wamm-relay/wamm-relay/tracing"
@@ -127,12 +127,24 @@ type Options struct {
 
 	// Gatherer is served at /metrics; nil leaves /metrics unrouted.
 	Gatherer prometheus.Gatherer
+	// MetricsListen, when set, serves /metrics on a listener of its own
+	// (":0" picks a port) and not on Listen, which then answers 404 there.
+	// It needs Gatherer.
+	MetricsListen string
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken string
 	// Registerer receives relay's metrics and the stats collector; nil
 	// registers nothing.
 	Registerer prometheus.Registerer
 
 	// Tracer records a webhook.ingest span per webhook; nil traces nothing.
 	Tracer *tracing.Tracer
+
+	// LogSampleInterval is how long repeated rejections (401, 413, 400 ...)
+	// of one reason are only counted after the first is logged, before one
+	// "suppressed N similar" line reports them; zero is
+	// logx.DefaultSampleInterval.
+	LogSampleInterval time.Duration
 
 	Logger logrus.FieldLogger // required
 	Now    func() time.Time   // nil means time.Now
@@ -187,6 +199,9 @@ func (o *Options) validate() error {
 	if o.Logger == nil {
 		return errors.New("relay options: Logger is required")
 	}
+	if o.MetricsListen != "" && o.Gatherer == nil {
+		return errors.New("relay options: Gatherer is required when MetricsListen is set")
+	}
 	if o.AdminToken != "" && o.Admin == nil {
 		return errors.New("relay options: Admin is required when AdminToken is set")
 	}
@@ -226,6 +241,7 @@ func (o *Options) validate() error {
 		{"ShutdownTimeout", o.ShutdownTimeout}, {"DrainDelay", o.DrainDelay}, {"ReadHeaderTimeout", o.ReadHeaderTimeout},
 		{"ReadTimeout", o.ReadTimeout}, {"WriteTimeout", o.WriteTimeout}, {"IdleTimeout", o.IdleTimeout},
 		{"IngestTimeout", o.IngestTimeout}, {"ReadyTimeout", o.ReadyTimeout}, {"StatsTimeout", o.StatsTimeout},
+		{"LogSampleInterval", o.LogSampleInterval},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("relay options: %s must be positive, got %s", d.name, d.v)
@@ -249,12 +265,16 @@ func (o *Options) validate() error {
 
 // Server is the relay's HTTP server.
 type Server struct {
-	opts    Options
-	log     logrus.FieldLogger
-	engine  *gin.Engine
-	srv     *http.Server
-	sem     chan struct{}
-	metrics *metrics
+	opts   Options
+	log    logrus.FieldLogger
+	engine *gin.Engine
+	srv    *http.Server
+	// metricsSrv serves /metrics on Options.MetricsListen; nil without one.
+	metricsSrv *http.Server
+	sem        chan struct{}
+	metrics    *metrics
+	// sampler logs rejections of outside requests without a line each.
+	sampler *logx.Sampler
 	// channelSecrets maps each named channel to its webhook secret.
 	channelSecrets map[string]string
 	// secrets are redacted wherever they appear in a logged value.
@@ -266,9 +286,10 @@ type Server struct {
 	draining     atomic.Bool
 	readyFailing atomic.Bool
 
-	mu      sync.Mutex
-	ln      net.Listener
-	started bool
+	mu        sync.Mutex
+	ln        net.Listener
+	metricsLn net.Listener
+	started   bool
 }
 
 var ginModeOnce sync.Once
@@ -292,7 +313,12 @@ func New(opts Options) (*Server, error) {
 
 		channelSecrets: make(map[string]string, len(opts.Channels)),
 	}
-	for _, secret := range []string{opts.WebhookSecret, opts.AdminToken} {
+	sampler, err := logx.NewSampler(opts.Logger, opts.LogSampleInterval, opts.Now)
+	if err != nil {
+		return nil, fmt.Errorf("relay options: %w", err)
+	}
+	s.sampler = sampler
+	for _, secret := range []string{opts.WebhookSecret, opts.AdminToken, opts.MetricsToken} {
 		if secret != "" {
 			s.secrets = append(s.secrets, secret)
 		}
@@ -305,7 +331,12 @@ func New(opts Options) (*Server, error) {
 	}
 	s.ingestRate.window = time.Minute
 	if opts.AdminToken != "" {
-		d, err := ui.New(ui.Options{AdminToken: opts.AdminToken, SessionTTL: opts.DashboardSessionTTL, Logger: opts.Logger, Now: opts.Now})
+		d, err := ui.New(ui.Options{
+			AdminToken: opts.AdminToken, SessionTTL: opts.DashboardSessionTTL, Logger: opts.Logger, Now: opts.Now,
+			LoginRejected: func(c *gin.Context) {
+				s.rejectedRequest(c, endpointDashboard, http.StatusUnauthorized, reasonUnauthorized, "wrong admin token", "dashboard login rejected")
+			},
+		})
 		if err != nil {
 			return nil, fmt.Errorf("relay options: dashboard: %w", err)
 		}
@@ -328,16 +359,24 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.engine = engine
-	s.srv = &http.Server{
-		Handler:           engine,
-		ReadHeaderTimeout: opts.ReadHeaderTimeout,
-		ReadTimeout:       opts.ReadTimeout,
-		WriteTimeout:      opts.WriteTimeout,
-		IdleTimeout:       opts.IdleTimeout,
-		MaxHeaderBytes:    opts.MaxHeaderBytes,
-		ErrorLog:          newServerErrorLog(s.log, s.redactLiteral),
+	s.srv = s.newHTTPServer(engine)
+	if opts.MetricsListen != "" {
+		s.metricsSrv = s.buildMetricsServer()
 	}
 	return s, nil
+}
+
+// newHTTPServer is an http.Server with the options' limits and timeouts.
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		ReadTimeout:       s.opts.ReadTimeout,
+		WriteTimeout:      s.opts.WriteTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		ErrorLog:          newServerErrorLog(s.log, s.redactLiteral),
+	}
 }
 
 func (s *Server) buildEngine() (*gin.Engine, error) {
@@ -369,9 +408,8 @@ func (s *Server) buildEngine() (*gin.Engine, error) {
 	}
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"ok": true}) })
 	e.GET("/readyz", s.handleReadyz)
-	if s.opts.Gatherer != nil {
-		h := promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{})
-		e.GET("/metrics", gin.WrapH(h))
+	if s.opts.Gatherer != nil && s.opts.MetricsListen == "" {
+		s.routeMetrics(e)
 	}
 	if s.opts.AdminToken != "" {
 		s.routeAdmin(e.Group("/api/v1", s.requireAdmin))
@@ -383,8 +421,8 @@ func (s *Server) buildEngine() (*gin.Engine, error) {
 // Handler returns the server's routes, for tests and embedding.
 func (s *Server) Handler() http.Handler { return s.engine }
 
-// Listen binds Options.Listen, so callers learn the port before Run. A
-// second call returns the same address.
+// Listen binds Options.Listen (and Options.MetricsListen), so callers
+// learn the port before Run. A second call returns the same address.
 func (s *Server) Listen() (net.Addr, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -395,8 +433,27 @@ func (s *Server) Listen() (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", s.opts.Listen, err)
 	}
+	if s.metricsSrv != nil {
+		mln, err := net.Listen("tcp", s.opts.MetricsListen)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("listen for metrics on %s: %w", s.opts.MetricsListen, err)
+		}
+		s.metricsLn = mln
+	}
 	s.ln = ln
 	return ln.Addr(), nil
+}
+
+// MetricsAddr is the bound address of Options.MetricsListen; nil before
+// Listen or without a metrics listener.
+func (s *Server) MetricsAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
 }
 
 // SetDraining makes /readyz answer 503 from now on.
@@ -408,7 +465,9 @@ func (s *Server) SetDraining() {
 
 // Run serves until ctx ends (calling Listen if needed), then marks the
 // server draining, keeps serving for DrainDelay, and shuts it down, letting
-// in-flight requests finish within ShutdownTimeout. It returns nil on a clean drain.
+// in-flight requests finish within ShutdownTimeout. A metrics listener is
+// served and drained alongside, so a scrape still works during the drain.
+// It returns nil on a clean drain.
 func (s *Server) Run(ctx context.Context) error {
 	if _, err := s.Listen(); err != nil {
 		return err
@@ -419,16 +478,44 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("run http server: already run")
 	}
 	s.started = true
-	ln := s.ln
+	servers := []served{{name: "http server", srv: s.srv, ln: s.ln}}
+	if s.metricsLn != nil {
+		servers = append(servers, served{name: "metrics server", srv: s.metricsSrv, ln: s.metricsLn})
+	}
 	s.mu.Unlock()
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.srv.Serve(ln) }()
-	s.log.WithField("addr", ln.Addr().String()).Info("http server listening")
+	// The sampler stops after the last request is answered, so the last
+	// interval's rejections are reported, not dropped.
+	samplerCtx, stopSampler := context.WithCancel(context.Background())
+	samplerDone := make(chan struct{})
+	go func() { s.sampler.Run(samplerCtx); close(samplerDone) }()
+	defer func() { stopSampler(); <-samplerDone }()
+
+	// Serve returns only after Shutdown or on a fatal error; the first
+	// fatal one ends every server.
+	serveErr := make(chan error, len(servers))
+	for _, sv := range servers {
+		go func() {
+			err := sv.srv.Serve(sv.ln)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			} else {
+				err = fmt.Errorf("serve %s: %w", sv.name, err)
+			}
+			serveErr <- err
+		}()
+		s.log.WithField("addr", sv.ln.Addr().String()).Info(sv.name + " listening")
+	}
+	fatal := func(err error) error {
+		for _, sv := range servers {
+			_ = sv.srv.Close()
+		}
+		return err
+	}
 
 	select {
 	case err := <-serveErr:
-		return fmt.Errorf("serve http: %w", err)
+		return fatal(err)
 	case <-ctx.Done():
 	}
 
@@ -440,22 +527,38 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-timer.C:
 		case err := <-serveErr:
 			timer.Stop()
-			return fmt.Errorf("serve http: %w", err)
+			return fatal(err)
 		}
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
-	err := s.srv.Shutdown(shutdownCtx)
-	if sErr := <-serveErr; sErr != nil && !errors.Is(sErr, http.ErrServerClosed) && err == nil {
-		err = sErr
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, sv := range servers {
+		wg.Go(func() {
+			if err := sv.srv.Shutdown(shutdownCtx); err != nil {
+				// Requests still running past the bound are cut off.
+				_ = sv.srv.Close()
+				errs[i] = fmt.Errorf("drain %s: %w", sv.name, err)
+			}
+		})
 	}
-	if err != nil {
-		// Requests still running past the bound are cut off.
-		_ = s.srv.Close()
-		return fmt.Errorf("drain http server: %w", err)
+	wg.Wait()
+	for range servers {
+		errs = append(errs, <-serveErr)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	s.log.Info("http server drained")
 	return nil
+}
+
+// served is one http.Server of Run and its listener.
+type served struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
 }
 
 func (s *Server) handleReadyz(c *gin.Context) {

@@ -43,6 +43,7 @@ func TestNewValidatesOptions(t *testing.T) {
 		{name: "nested webhook path is fine", mutate: func(o *relay.Options) { o.WebhookPath = "/hooks/wamm" }},
 		{name: "secret with a slash", mutate: func(o *relay.Options) { o.WebhookSecret = "a/b" }, wantErr: "WebhookSecret"},
 		{name: "negative read timeout", mutate: func(o *relay.Options) { o.ReadTimeout = -time.Second }, wantErr: "ReadTimeout"},
+		{name: "negative log sample interval", mutate: func(o *relay.Options) { o.LogSampleInterval = -time.Second }, wantErr: "LogSampleInterval"},
 		{name: "negative max in flight", mutate: func(o *relay.Options) { o.MaxInFlight = -1 }, wantErr: "MaxInFlight"},
 		{name: "negative body limit", mutate: func(o *relay.Options) { o.MaxBodyBytes = -1 }, wantErr: "MaxBodyBytes"},
 		{name: "ingest timeout not below write timeout", mutate: func(o *relay.Options) {

@@ -1,5 +1,7 @@
-// Package logx holds the one logging helper that the relay's HTTP side and
-// its delivery workers share without importing each other.
+// Package logx holds the logging helpers that the relay's HTTP side and its
+// delivery workers share without importing each other: a cheap check for
+// debug lines, and a Sampler that turns a flood of identical lines into
+// one line and a count.
 package logx
 
 import "github.com/sirupsen/logrus"

@@ -39,6 +39,10 @@ type Options struct {
 	SessionTTL time.Duration
 	Logger     logrus.FieldLogger
 	Now        func() time.Time
+	// LoginRejected, when set, is told of each login with a wrong token
+	// instead of a warning line per attempt: the relay counts it and
+	// samples the line, so guessing cannot flood the log.
+	LoginRejected func(c *gin.Context)
 }
 
 // UI serves the dashboard and tells the admin API whose cookie is good.
@@ -47,6 +51,7 @@ type UI struct {
 	sessions *Sessions
 	log      logrus.FieldLogger
 	static   http.Handler
+	rejected func(c *gin.Context)
 }
 
 // New builds the dashboard.
@@ -69,6 +74,7 @@ func New(o Options) (*UI, error) {
 		sessions: NewSessions(o.AdminToken, o.SessionTTL, o.Now),
 		log:      o.Logger,
 		static:   http.StripPrefix("/ui/static/", http.FileServer(http.FS(sub))),
+		rejected: o.LoginRejected,
 	}, nil
 }
 
@@ -181,7 +187,11 @@ func (u *UI) handleLogin(c *gin.Context) {
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10)
 	if !equalSecret(c.PostForm("token"), u.token) {
-		u.log.WithField("client_ip", c.ClientIP()).Warn("dashboard login rejected")
+		if u.rejected != nil {
+			u.rejected(c)
+		} else {
+			u.log.WithField("client_ip", c.ClientIP()).Warn("dashboard login rejected")
+		}
 		u.renderLogin(c, http.StatusUnauthorized, "Wrong admin token.")
 		return
 	}
