@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,7 +15,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-resty/resty/v2"
 	"github.com/sirupsen/logrus"
 
 	"github.com/wamm-relay/wamm-relay/event"
@@ -30,9 +30,10 @@ const responseBodyCap = 64 << 10
 // trouble never touch another's.
 type sender struct {
 	target    Target
-	client    *resty.Client
+	client    *http.Client
 	transport *http.Transport
 	signer    *Signer
+	header    http.Header // sent with every attempt; copied, never changed
 }
 
 // attemptResponse is what one attempt produced, before classification.
@@ -82,58 +83,60 @@ func newSender(t Target, workers int, userAgent string, log logrus.FieldLogger) 
 			return nil, fmt.Errorf("target %q: signing_secret: %w", t.Name, err)
 		}
 	}
-	client := resty.NewWithClient(&http.Client{Transport: transport}).
-		SetTimeout(t.Timeout).
+	client := &http.Client{
+		Transport: transport,
+		Timeout:   t.Timeout,
 		// A 3xx comes back as the response: a target that moved is a
 		// failure an operator must see, not something to chase (possibly
 		// to another host, with the target's credentials).
-		SetRedirectPolicy(resty.RedirectPolicyFunc(func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		})).
-		// Read the body ourselves, with a cap.
-		SetDoNotParseResponse(true).
-		SetLogger(restyLogger{log}).
-		SetHeader("User-Agent", userAgent).
-		// What resty would send anyway for a JSON body; set here, it skips
-		// resty's per-request regexp match of the content type.
-		SetHeader("Accept", "application/json").
-		SetHeaders(t.Headers)
-	return &sender{target: t, client: client, transport: transport, signer: signer}, nil
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	// The headers every attempt carries, built once: the operator's, then
+	// ours, canonicalised as http.Header.Set would.
+	base := http.Header{}
+	for k, v := range t.Headers {
+		base.Set(k, v)
+	}
+	base.Set("User-Agent", userAgent)
+	base.Set("Accept", "application/json")
+	base.Set("Content-Type", "application/json")
+	_ = log // net/http logs nothing of its own
+	return &sender{target: t, client: client, transport: transport, signer: signer, header: base}, nil
 }
 
 // send POSTs the delivery's body once. at is the attempt's time, used for
 // webhook-timestamp and the signature, which are fresh on every attempt.
 func (s *sender) send(ctx context.Context, d event.Delivery, attempt int, at time.Time) attemptResponse {
-	ts := strconv.FormatInt(at.Unix(), 10)
-	req := s.client.R().
-		SetContext(ctx).
-		SetBody(d.Body).
-		SetHeader("Content-Type", "application/json").
-		SetHeaderVerbatim("webhook-id", string(d.EventKey)).
-		SetHeaderVerbatim("webhook-timestamp", ts).
-		SetHeader("X-Wamm-Relay-Attempt", strconv.Itoa(attempt)).
-		SetHeaderVerbatim("X-Wamm-Channel", event.ChannelOf(d.EventKey))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.target.URL, bytes.NewReader(d.Body))
+	if err != nil {
+		return attemptResponse{err: fmt.Errorf("build request: %w", err)}
+	}
+	h := make(http.Header, len(s.header)+8)
+	for k, v := range s.header {
+		h[k] = v
+	}
+	// Standard Webhooks' names are lower-case; set verbatim, as sent before.
+	h["webhook-id"] = []string{string(d.EventKey)}
+	h["webhook-timestamp"] = []string{strconv.FormatInt(at.Unix(), 10)}
+	h["X-Wamm-Relay-Attempt"] = []string{strconv.Itoa(attempt)}
+	h["X-Wamm-Channel"] = []string{event.ChannelOf(d.EventKey)}
 	if d.Source != "" {
-		req.SetHeader("X-Wamm-Relay-Source", string(d.Source))
+		h["X-Wamm-Relay-Source"] = []string{string(d.Source)}
 	}
 	if s.signer != nil {
-		req.SetHeaderVerbatim("webhook-signature", s.signer.Sign(string(d.EventKey), at, d.Body))
+		h["webhook-signature"] = []string{s.signer.Sign(string(d.EventKey), at, d.Body)}
 	}
+	req.Header = h
 	tracing.Inject(ctx, req.Header) // traceparent of the attempt's span, when tracing is on
-	resp, err := req.Post(s.target.URL)
-	if resp != nil && resp.RawResponse != nil {
-		raw := resp.RawResponse
-		// The status decides; a body that fails to read does not change it.
-		_, _ = io.Copy(io.Discard, io.LimitReader(raw.Body, responseBodyCap))
-		_ = raw.Body.Close()
-		if err == nil {
-			return attemptResponse{status: raw.StatusCode, retryAfter: raw.Header.Get("Retry-After")}
-		}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return attemptResponse{err: err}
 	}
-	if err == nil {
-		err = errors.New("no response")
-	}
-	return attemptResponse{err: err}
+	// The status decides; a body that fails to read does not change it. It
+	// is drained (up to the cap) only so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, responseBodyCap))
+	_ = resp.Body.Close()
+	return attemptResponse{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
 }
 
 func (s *sender) close() { s.transport.CloseIdleConnections() }
@@ -147,11 +150,3 @@ func errorDetail(err error) string {
 	}
 	return err.Error()
 }
-
-// restyLogger routes resty's own messages to the injected logger, at a level
-// that keeps them out of production logs unless asked for.
-type restyLogger struct{ log logrus.FieldLogger }
-
-func (l restyLogger) Errorf(format string, v ...any) { l.log.Warnf("resty: "+format, v...) }
-func (l restyLogger) Warnf(format string, v ...any)  { l.log.Debugf("resty: "+format, v...) }
-func (l restyLogger) Debugf(format string, v ...any) { l.log.Debugf("resty: "+format, v...) }
