@@ -81,6 +81,23 @@ func (s *memStore) SaveBaseline(_ context.Context, b store.Baseline) (store.Base
 	return b, nil
 }
 
+func (s *memStore) SavePolled(_ context.Context, channel, in, out string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.baselines[channel]
+	if !ok {
+		return store.ErrNotFound
+	}
+	if in != "" {
+		b.PolledIn = in
+	}
+	if out != "" {
+		b.PolledOut = out
+	}
+	s.baselines[channel] = b
+	return nil
+}
+
 func (s *memStore) RecordGap(_ context.Context, g store.Gap) (store.Gap, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

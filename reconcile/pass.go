@@ -233,8 +233,26 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	if pe := r.recordGaps(ctx, append(windowGaps, chatGaps...), now, rep); pe != nil {
 		return pe
 	}
+	if pe := r.savePolled(ctx); pe != nil {
+		return pe
+	}
 	r.backfilling = false
 	return chatErr
+}
+
+// savePolled makes the marks of the polls taken in durable, so a restarted
+// relay or the next lock holder knows what its first poll must reach back
+// to. While chats queued by an overflow wait to be read the marks are left
+// where they were: the gap they would bound is not settled yet.
+func (r *Reconciler) savePolled(ctx context.Context) *passError {
+	if r.chatMark != "" || r.lastNewest == r.savedNewest || !r.haveBase {
+		return nil
+	}
+	if err := r.opts.Store.SavePolled(ctx, r.opts.Channel, r.lastNewest[0], r.lastNewest[1]); err != nil {
+		return storeError("save polled marks", err)
+	}
+	r.savedNewest = r.lastNewest
+	return nil
 }
 
 // lockName is the channel's leader lock: the default channel keeps the name
@@ -257,6 +275,12 @@ func (r *Reconciler) loadBaseline(ctx context.Context) *passError {
 	}
 	if ok {
 		r.base, r.haveBase = b, true
+		// The last poll taken in before a restart, or by the instance that
+		// held the lock before, bounds what this one must reach back to.
+		if r.lastNewest == ([2]string{}) {
+			r.lastNewest = [2]string{b.PolledIn, b.PolledOut}
+			r.savedNewest = r.lastNewest
+		}
 		return nil
 	}
 	adopted := false
@@ -940,7 +964,10 @@ func (r *Reconciler) setLeader(leader bool) {
 		return
 	}
 	r.log.Info("reconcile: another instance holds the reconcile lock; not polling")
-	r.lastNewest = [2]string{}
+	// The baseline is read again once the lock is back: its polled marks
+	// are then the other holder's.
+	r.lastNewest, r.savedNewest = [2]string{}, [2]string{}
+	r.haveBase = false
 	r.chatMark = ""
 	r.pendingChats = nil
 	r.overflowStreak = 0

@@ -65,6 +65,7 @@ type Store interface {
 	HoldLeader(ctx context.Context, name string) (bool, error)
 	Baseline(ctx context.Context, channel string) (store.Baseline, bool, error)
 	SaveBaseline(ctx context.Context, b store.Baseline) (store.Baseline, error)
+	SavePolled(ctx context.Context, channel, in, out string) error
 	RecordGap(ctx context.Context, g store.Gap) (store.Gap, bool, error)
 	Gaps(ctx context.Context, f store.GapFilter) ([]store.Gap, error)
 	Chats(ctx context.Context, channel, chat string, limit int) ([]store.ChatInfo, error)
@@ -227,6 +228,9 @@ type Reconciler struct {
 	// lastNewest is the newest msg_id of the last polled page of each
 	// direction: the tightest lower bound of a window gap.
 	lastNewest [2]string
+	// savedNewest is what the store holds of lastNewest (the baseline's
+	// polled marks), so an unchanged mark is not written again.
+	savedNewest [2]string
 	// chatMark is, while chats queued by an overflow are being read, the
 	// newest message seen before the overflow: each chat's page must reach
 	// back to it, or the chat has a gap.

@@ -862,9 +862,12 @@ func TestHoleBelowKnownMessagesIsRecoveredOrNamed(t *testing.T) {
 	tests := []struct {
 		name      string
 		chatKnown bool // the store knows chat A from an earlier message
+		restart   bool // the relay restarted in between: the marks come from the store
 	}{
-		{"chat known: read back and recovered", true},
-		{"chat unknown: named as a window gap", false},
+		{"chat known: read back and recovered", true, false},
+		{"chat unknown: named as a window gap", false, false},
+		{"after a restart, chat known: recovered", true, true},
+		{"after a restart, chat unknown: named", false, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -886,6 +889,11 @@ func TestHoleBelowKnownMessagesIsRecoveredOrNamed(t *testing.T) {
 			f.acct.add(incoming(110, 5, chatA)...) // their webhooks never came
 			webhook(incoming(115, 150, chatB)...)
 			f.clock.Advance(30 * time.Second)
+			if tc.restart {
+				b, _, _ := f.store.Baseline(context.Background(), "default")
+				require.Equal(t, "109", b.PolledIn, "the last poll's mark is durable")
+				r = f.new(t)
+			}
 			rep = once(t, r)
 			require.True(t, rep.Overflow, "a window of known messages that does not reach the last poll is an overflow")
 

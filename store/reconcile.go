@@ -16,6 +16,10 @@ type ReconcileStore interface {
 	// returns the one stored: the first writer wins, so two instances
 	// racing on a first run agree on one.
 	SaveBaseline(ctx context.Context, b Baseline) (Baseline, error)
+	// SavePolled records the newest msg_id of each direction's last poll
+	// the reconciler took in, on channel's baseline (ErrNotFound when it
+	// has none); "" leaves a direction's mark as it is.
+	SavePolled(ctx context.Context, channel, in, out string) error
 
 	// RecordGap stores g as an open gap, or widens the open gap of the same
 	// channel, chat, reason and direction to cover g as well (the lower
@@ -49,6 +53,11 @@ type Baseline struct {
 	Adopted bool
 	// Backfill is set when the first run delivered its history.
 	Backfill bool
+	// PolledIn and PolledOut are the newest msg_id of each direction's last
+	// poll the reconciler took in (SavePolled): every older message was seen
+	// by a poll. A poll after a restart, or by another instance, that does
+	// not reach back to them may have missed messages. "" until then.
+	PolledIn, PolledOut string
 }
 
 // Gap reasons.

@@ -19,9 +19,9 @@ func (s *Store) Baseline(ctx context.Context, channel string) (store.Baseline, b
 	}
 	b := store.Baseline{Channel: channelName(channel)}
 	err := s.pool.QueryRow(ctx, `
-		SELECT recorded_at, high_in, high_out, adopted, backfill
+		SELECT recorded_at, high_in, high_out, adopted, backfill, polled_in, polled_out
 		FROM reconcile_baselines WHERE channel = $1`, b.Channel).
-		Scan(&b.RecordedAt, &b.HighIn, &b.HighOut, &b.Adopted, &b.Backfill)
+		Scan(&b.RecordedAt, &b.HighIn, &b.HighOut, &b.Adopted, &b.Backfill, &b.PolledIn, &b.PolledOut)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Baseline{}, false, nil
 	}
@@ -29,6 +29,26 @@ func (s *Store) Baseline(ctx context.Context, channel string) (store.Baseline, b
 		return store.Baseline{}, false, fmt.Errorf("read baseline: %w", err)
 	}
 	return b, true, nil
+}
+
+// SavePolled records the marks of the reconciler's last poll taken in on
+// channel's baseline; "" keeps a direction's mark.
+func (s *Store) SavePolled(ctx context.Context, channel, in, out string) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE reconcile_baselines
+		SET polled_in = CASE WHEN $1 = '' THEN polled_in ELSE $1 END,
+		    polled_out = CASE WHEN $2 = '' THEN polled_out ELSE $2 END
+		WHERE channel = $3`, in, out, channelName(channel))
+	if err != nil {
+		return fmt.Errorf("save polled marks: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("save polled marks of %s: no baseline: %w", channelName(channel), store.ErrNotFound)
+	}
+	return nil
 }
 
 // SaveBaseline records b unless its channel has a baseline, and returns the

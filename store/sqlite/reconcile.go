@@ -19,9 +19,9 @@ func (s *Store) Baseline(ctx context.Context, channel string) (store.Baseline, b
 	b := store.Baseline{Channel: channelName(channel)}
 	var at int64
 	err := s.r.QueryRowContext(ctx, `
-		SELECT recorded_at, high_in, high_out, adopted, backfill
+		SELECT recorded_at, high_in, high_out, adopted, backfill, polled_in, polled_out
 		FROM reconcile_baselines WHERE channel = ?`, b.Channel).
-		Scan(&at, &b.HighIn, &b.HighOut, &b.Adopted, &b.Backfill)
+		Scan(&at, &b.HighIn, &b.HighOut, &b.Adopted, &b.Backfill, &b.PolledIn, &b.PolledOut)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Baseline{}, false, nil
 	}
@@ -74,6 +74,26 @@ func scanGap(sc interface{ Scan(...any) error }) (store.Gap, error) {
 	g.DetectedAt, g.UpdatedAt = time.UnixMilli(detected), time.UnixMilli(updated)
 	g.ResolvedAt = fromMS(resolved)
 	return g, nil
+}
+
+// SavePolled records the marks of the reconciler's last poll taken in on
+// channel's baseline; "" keeps a direction's mark.
+func (s *Store) SavePolled(ctx context.Context, channel, in, out string) error {
+	if err := s.open("save polled marks"); err != nil {
+		return err
+	}
+	res, err := s.w.ExecContext(ctx, `
+		UPDATE reconcile_baselines
+		SET polled_in = CASE WHEN ? = '' THEN polled_in ELSE ? END,
+		    polled_out = CASE WHEN ? = '' THEN polled_out ELSE ? END
+		WHERE channel = ?`, in, in, out, out, channelName(channel))
+	if err != nil {
+		return s.fail("save polled marks", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("save polled marks of %s: no baseline: %w", channelName(channel), store.ErrNotFound)
+	}
+	return nil
 }
 
 // RecordGap stores g as an open gap, or widens the open one it repeats.

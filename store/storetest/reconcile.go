@@ -78,6 +78,15 @@ func testBaseline(t *testing.T, open Harness) {
 	require.True(t, ok, `"" is the default channel`)
 	requireBaseline(t, want, got)
 
+	// The polled marks move with every pass; the baseline's own marks never.
+	require.NoError(t, s.SavePolled(ctx, "", "2000", "1500"))
+	require.NoError(t, s.SavePolled(ctx, "default", "2100", ""))
+	got, _, err = s.Baseline(ctx, "default")
+	require.NoError(t, err)
+	want.PolledIn, want.PolledOut = "2100", "1500"
+	requireBaseline(t, want, got)
+	require.ErrorIs(t, s.SavePolled(ctx, "nobody", "1", "1"), store.ErrNotFound, "no baseline, no marks")
+
 	other := store.Baseline{Channel: "sales", RecordedAt: at(sec), Adopted: true, Backfill: true}
 	got, err = s.SaveBaseline(ctx, other)
 	require.NoError(t, err)
