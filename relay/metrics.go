@@ -67,11 +67,20 @@ type StatsSource interface {
 	QueueStats(ctx context.Context) ([]store.TargetStats, error)
 }
 
+// DiskFullReporter is implemented by stores that can tell that their writes
+// fail for want of disk space (the SQLite store); the stats collector then
+// exports wamm_relay_store_disk_full.
+type DiskFullReporter interface {
+	DiskFull() bool
+}
+
 // StatsCollector exports the store's per-target delivery counts on every
 // scrape: wamm_relay_deliveries_pending, wamm_relay_deliveries_dead and
 // wamm_relay_oldest_pending_age_seconds by target, and wamm_relay_store_up.
 // Configured targets are always exported (zeros when they have no
-// deliveries); when the store cannot be read only store_up (0) is.
+// deliveries); when the store cannot be read only store_up (0) is. A src
+// that is a DiskFullReporter also gets wamm_relay_store_disk_full, read
+// from memory on every scrape whatever the store answers.
 type StatsCollector struct {
 	src     StatsSource
 	targets []string
@@ -79,6 +88,7 @@ type StatsCollector struct {
 	now     func() time.Time
 
 	pending, dead, oldest, up *prometheus.Desc
+	diskFull                  *prometheus.Desc
 	// orphaned counts, per target the store has pending deliveries for but
 	// the configuration no longer names, what nobody will ever deliver
 	// unless an operator purges or reassigns it.
@@ -109,6 +119,8 @@ func NewStatsCollector(src StatsSource, targets []string, timeout time.Duration,
 			"Pending deliveries of a target no longer configured (nobody delivers them: deliveries purge or reassign), by target.", []string{"target"}, nil),
 		up: prometheus.NewDesc("wamm_relay_store_up",
 			"1 when the last scrape could read delivery stats from the store, else 0.", nil, nil),
+		diskFull: prometheus.NewDesc("wamm_relay_store_disk_full",
+			"1 while the store's writes fail for want of disk space (webhooks answer 503), else 0.", nil, nil),
 	}
 }
 
@@ -119,12 +131,20 @@ func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.oldest
 	ch <- c.up
 	ch <- c.orphaned
+	ch <- c.diskFull
 }
 
 // Collect implements prometheus.Collector.
 func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
+	if r, ok := c.src.(DiskFullReporter); ok {
+		full := 0.0
+		if r.DiskFull() {
+			full = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.diskFull, prometheus.GaugeValue, full)
+	}
 	stats, err := c.src.QueueStats(ctx)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)

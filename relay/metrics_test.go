@@ -92,6 +92,43 @@ func TestStatsCollectorBoundsTheStoreCall(t *testing.T) {
 	require.Zero(t, mfs[0].GetMetric()[0].GetGauge().GetValue())
 }
 
+// diskFullAdmin is a store that reports a full disk, as the SQLite one does.
+type diskFullAdmin struct {
+	*fakeAdmin
+	full atomic.Bool
+}
+
+func (a *diskFullAdmin) DiskFull() bool { return a.full.Load() }
+
+func TestStoreDiskFullGauge(t *testing.T) {
+	gauge := func(t *testing.T, reg *prometheus.Registry) (float64, bool) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "wamm_relay_store_disk_full" {
+				return mf.GetMetric()[0].GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	src := &diskFullAdmin{fakeAdmin: &fakeAdmin{}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(relay.NewStatsCollector(src, []string{"crm"}, time.Second, nil))
+	v, ok := gauge(t, reg)
+	require.True(t, ok)
+	require.Zero(t, v)
+	src.full.Store(true)
+	v, _ = gauge(t, reg)
+	require.Equal(t, 1.0, v)
+
+	// A store that cannot tell exports no such series.
+	reg = prometheus.NewRegistry()
+	reg.MustRegister(relay.NewStatsCollector(&fakeAdmin{}, []string{"crm"}, time.Second, nil))
+	_, ok = gauge(t, reg)
+	require.False(t, ok)
+}
+
 func TestNewFailsOnDoubleRegistration(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	newHarness(t, func(o *relay.Options) { o.Registerer = reg })

@@ -571,11 +571,16 @@ func (s *Server) handleReadyz(c *gin.Context) {
 		err := s.opts.Ready(ctx)
 		cancel()
 		if err != nil {
+			reason := "store unreachable"
+			if errors.Is(err, store.ErrDiskFull) {
+				// Reachable, but refusing every write: say what to fix.
+				reason = "store disk full"
+			}
 			// Probes come every few seconds: log the change, not every probe.
 			if !s.readyFailing.Swap(true) {
-				s.log.WithError(err).Warn("readiness failing: store unreachable")
+				s.log.WithError(err).Warn("readiness failing: " + reason)
 			}
-			c.JSON(http.StatusServiceUnavailable, errorBody("store unreachable"))
+			c.JSON(http.StatusServiceUnavailable, errorBody(reason))
 			return
 		}
 		if s.readyFailing.Swap(false) {

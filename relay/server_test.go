@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/relay"
+	"github.com/wamm-relay/wamm-relay/store"
 )
 
 func TestNewValidatesOptions(t *testing.T) {
@@ -97,8 +99,18 @@ func TestHealthzAndReadyz(t *testing.T) {
 	require.Equal(t, 200, h.do(t, http.MethodGet, "/readyz", nil, nil).status)
 	require.Len(t, h.logs.find(t, "readiness recovered: store reachable"), 1)
 
-	h.srv.SetDraining()
+	// A full disk: reachable, but every write fails. Say so.
+	full := fmt.Errorf("ping store: write: %w", store.ErrDiskFull)
+	storeErr.Store(&full)
 	resp := h.do(t, http.MethodGet, "/readyz", nil, nil)
+	require.Equal(t, 503, resp.status)
+	require.JSONEq(t, `{"ok":false,"error":"store disk full"}`, resp.body)
+	require.Len(t, h.logs.find(t, "readiness failing: store disk full"), 1)
+	storeErr.Store(nil)
+	require.Equal(t, 200, h.do(t, http.MethodGet, "/readyz", nil, nil).status)
+
+	h.srv.SetDraining()
+	resp = h.do(t, http.MethodGet, "/readyz", nil, nil)
 	require.Equal(t, 503, resp.status)
 	require.JSONEq(t, `{"ok":false,"error":"draining"}`, resp.body)
 	require.Equal(t, 200, h.do(t, http.MethodGet, "/healthz", nil, nil).status)

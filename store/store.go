@@ -19,6 +19,11 @@ var (
 	ErrLeaseLost = errors.New("lease lost")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrDiskFull: the database's disk (or quota) is full, so the write was
+	// rolled back whole; the same write succeeds once space returns. Like
+	// any other failure to write it means "unavailable, retry later" (a
+	// webhook answers 503), never a permanent refusal.
+	ErrDiskFull = errors.New("store disk full")
 )
 
 // Store is the durable outbox. Implementations are safe for concurrent use.

@@ -597,9 +597,7 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	p.outcomes <- struct{}{}
 	defer func() { <-p.outcomes }()
 	freeSlot()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), storeOpTimeout)
-	defer cancel()
-	err := p.d.opts.Store.Record(ctx, dl.ID, p.d.opts.Owner, out)
+	err := p.record(hard, dl, out, began)
 	if out.Result == event.ResultRetry {
 		// The delivery's next attempt is now on record: the loop may
 		// have to wake sooner than it planned.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -703,4 +704,42 @@ func TestRunTwiceIsRefused(t *testing.T) {
 		t.Fatal("the loop never went idle")
 	}
 	require.ErrorContains(t, h.d.Run(context.Background()), "already running")
+}
+
+// A full disk is the one store failure that ends with the same write
+// succeeding: the outcome is kept and written once there is space, so the
+// delivery the target already took is not sent again at the lease's end.
+func TestRecordOnFullDiskIsRetried(t *testing.T) {
+	rec := newRecorder(t, nil)
+	clock := newFakeClock()
+	st := newFakeStore(clock.Now)
+	var mu sync.Mutex
+	full := 3
+	st.recordErr = func(int64) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if full == 0 {
+			return nil
+		}
+		full--
+		return fmt.Errorf("record attempt: %w", store.ErrDiskFull)
+	}
+	h := newHarness(t, st, Options{Targets: []Target{testTarget("crm", rec.URL)}})
+	id := st.add("crm", event.MsgKey("1"), []byte(`{}`), event.SourceWebhook)
+
+	n, err := h.d.DeliverDue(context.Background(), "crm")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Len(t, st.recorded(), 1, "recorded on the fourth try")
+	require.Equal(t, event.StatusDelivered, st.row(id).d.Status)
+	require.Equal(t, 1, h.logs.count("the store's disk is full"), "one line per outcome, not per try")
+	require.Equal(t, 1, h.logs.count("outcome recorded once the store had space again"))
+	require.Zero(t, h.logs.count("record outcome failed"))
+
+	clock.Advance(time.Hour)
+	n, err = h.d.DeliverDue(context.Background(), "crm")
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing to send again")
+	rec.next(t, time.Second)
+	require.Empty(t, rec.got, "the target saw it once")
 }

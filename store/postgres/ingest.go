@@ -232,7 +232,7 @@ func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
 		return err
 	})
 	if err != nil {
-		err = fmt.Errorf("commit ingest batch: %w", err)
+		err = fmt.Errorf("commit ingest batch: %w", diskFull(err))
 		for _, i := range order {
 			results[i] = err
 		}

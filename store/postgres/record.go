@@ -164,7 +164,7 @@ func (s *Store) commitRecords(ctx context.Context, batch []recordRequest) []erro
 		s.log.WithError(err).WithField("outcomes", n).Warn("record batch lost a deadlock; retrying")
 	}
 	if err != nil {
-		err = fmt.Errorf("commit outcome batch: %w", err)
+		err = fmt.Errorf("commit outcome batch: %w", diskFull(err))
 		for i := range results {
 			results[i] = err
 		}
@@ -190,6 +190,17 @@ func (s *Store) commitRecords(ctx context.Context, batch []recordRequest) []erro
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// diskFull wraps the server's disk_full (53100: it could not extend a
+// table, an index or its WAL) with store.ErrDiskFull, so that both stores
+// report a full disk the same way; other errors pass through.
+func diskFull(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "53100" {
+		return fmt.Errorf("%w: %w", store.ErrDiskFull, err)
+	}
+	return err
 }
 
 // Attempts returns the failed attempts of delivery id, oldest first.

@@ -104,6 +104,8 @@ type Store struct {
 	// schemaVersion is rewritten by flush: a write of one page that makes
 	// a synced commit of its own.
 	schemaVersion int
+	// disk says whether writes fail for want of space (see diskState).
+	disk *diskState
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -179,7 +181,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s := &Store{log: opts.Logger, w: w, r: r, stmts: st, wake: store.NewSignal(),
 		leases: newLeaseTable(), lock: &claimLock{path: lockPath(opts.Path)},
-		outcomeSync: opts.OutcomeSync}
+		outcomeSync: opts.OutcomeSync,
+		disk:        &diskState{log: opts.Logger, path: opts.Path, now: time.Now}}
 	if s.outcomeSync == 0 {
 		s.outcomeSync = DefaultOutcomeSync
 	}
@@ -227,7 +230,10 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// Ping checks that both pools can reach the file.
+// Ping checks that both pools can reach the file and, after a write failed
+// for want of space, that a write succeeds again: reads go on working on a
+// full disk, so only a write can tell (wrapping store.ErrDiskFull when it
+// cannot).
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.open("ping store"); err != nil {
 		return err
@@ -238,7 +244,25 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := s.r.PingContext(ctx); err != nil {
 		return s.fail("ping store readers", err)
 	}
+	if s.disk.isFull() {
+		if err := s.writeProbe(ctx); err != nil {
+			return s.fail("ping store: write", err)
+		}
+	}
 	return nil
+}
+
+// DiskFull reports whether the store's last write failed for want of space
+// (and no write has succeeded since).
+func (s *Store) DiskFull() bool { return s.disk.isFull() }
+
+// writeProbe makes a synced commit of one page: the schema version,
+// rewritten unchanged.
+func (s *Store) writeProbe(ctx context.Context) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(s.schemaVersion))
+		return err
+	})
 }
 
 // HoldLeader always holds: an embedded store has one instance.
@@ -271,8 +295,9 @@ func (s *Store) fail(op string, err error) error {
 
 // writeTx runs fn in one write transaction (BEGIN IMMEDIATE) on the writer
 // connection. fn must use only tx: the writer has a single connection.
+// Running out of space fails it with store.ErrDiskFull.
 func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return runTx(ctx, s.w, fn)
+	return s.disk.check(runTx(ctx, s.w, fn))
 }
 
 // runTx runs fn in a transaction begun on b, committing unless fn fails.
@@ -318,7 +343,7 @@ func (s *Store) unsyncedTx(ctx context.Context, fn func(tx *sql.Tx) error) error
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	return runTx(ctx, conn, fn)
+	return s.disk.check(runTx(ctx, conn, fn))
 }
 
 // flushIn is the writer's: how long it may stay idle before the unsynced
@@ -336,13 +361,12 @@ func (s *Store) flush() {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	started := time.Now()
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(s.schemaVersion))
-		return err
-	})
-	if err != nil {
+	if err := s.writeProbe(ctx); err != nil {
 		// The next commit tries again; outcomes are in the OS meanwhile.
-		s.log.WithError(err).Warn("sqlite: flush of recorded outcomes failed")
+		// A full disk is logged by diskState, once, not every 100 ms here.
+		if !errors.Is(err, store.ErrDiskFull) {
+			s.log.WithError(err).Warn("sqlite: flush of recorded outcomes failed")
+		}
 		s.lastSync = started
 		return
 	}
