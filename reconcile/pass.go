@@ -46,7 +46,19 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (Report, error) {
 	defer r.mu.Unlock()
 	var rep Report
 	ctx, span := r.startPassSpan(ctx, stepPoll)
+	// A pass that fails leaves the marks where they were, so the next one
+	// detects again the overflow (and its gaps) this one could not settle.
+	marks := r.lastNewest
 	pe := r.pass(ctx, &rep)
+	if pe != nil && r.leader {
+		if marks == ([2]string{}) {
+			marks = r.savedNewest // the pass loaded them from the store
+		}
+		r.lastNewest = marks
+	}
+	if len(r.pendingChats) == 0 {
+		r.chatMark = ""
+	}
 	r.finishPass(ctx, &rep, pe)
 	endPassSpan(span, &rep, pe)
 	if pe != nil {
@@ -76,6 +88,11 @@ func (r *Reconciler) Promote(ctx context.Context) (Report, error) {
 		pctx, span := r.startPassSpan(ctx, stepPromote)
 		pe := r.promote(pctx, due, now, &rep)
 		endPassSpan(span, &rep, pe)
+		if rep.NotLeader {
+			// The candidates wait for the lock; until the next pass Run
+			// does not call Promote again, or it would spin on them.
+			r.promoteFailing = true
+		}
 		if pe != nil {
 			err = pe.err
 			if ctx.Err() == nil {
@@ -193,6 +210,7 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 			r.lastNewest[i] = h
 		}
 	}
+	r.lastPollAt = now
 
 	var chatErr *passError
 	var chatGaps []store.Gap
@@ -245,13 +263,28 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 // to. While chats queued by an overflow wait to be read the marks are left
 // where they were: the gap they would bound is not settled yet.
 func (r *Reconciler) savePolled(ctx context.Context) *passError {
-	if r.chatMark != "" || r.lastNewest == r.savedNewest || !r.haveBase {
+	if r.chatMark != "" || !r.haveBase {
 		return nil
 	}
-	if err := r.opts.Store.SavePolled(ctx, r.opts.Channel, r.lastNewest[0], r.lastNewest[1]); err != nil {
+	// A candidate lives in memory only: the durable mark stays at or below
+	// it, so a relay restarted before it is settled polls back to it again.
+	marks := r.lastNewest
+	for _, c := range r.cands {
+		dir := 0
+		if c.msg.FromMe == 1 {
+			dir = 1
+		}
+		if marks[dir] != "" && store.CompareMsgIDs(c.msg.MsgID, marks[dir]) < 0 {
+			marks[dir] = c.msg.MsgID
+		}
+	}
+	if marks == r.savedNewest {
+		return nil
+	}
+	if err := r.opts.Store.SavePolled(ctx, r.opts.Channel, marks[0], marks[1]); err != nil {
 		return storeError("save polled marks", err)
 	}
-	r.savedNewest = r.lastNewest
+	r.savedNewest = marks
 	return nil
 }
 
@@ -427,10 +460,16 @@ func (r *Reconciler) checkOverflow(pages [2][]wamm.Message, known map[string]sto
 		return gaps
 	}
 	if r.overflowStreak > 0 {
-		r.log.WithField("interval", r.opts.Interval.String()).
-			Info("reconcile: polled window overlaps known messages again; poll interval restored")
+		r.log.WithField("interval", r.interval.String()).
+			Info("reconcile: polled window reaches back to the last poll again")
 		r.overflowStreak = 0
-		r.interval = r.opts.Interval
+	}
+	// The interval grows back only while a poll at twice the interval would
+	// still reach back: a channel busier than a page per interval then keeps
+	// the shorter interval instead of overflowing every other pass.
+	// The re-poll right after an overflow says nothing about the rate.
+	if r.interval < r.opts.Interval && now.Sub(r.lastPollAt) >= r.interval/2 && r.roomToDouble(pages) {
+		r.interval = min(2*r.interval, r.opts.Interval)
 	}
 	return nil
 }
@@ -592,6 +631,26 @@ func (r *Reconciler) overlaps(page []wamm.Message, known map[string]store.KnownM
 		}
 	}
 	return false
+}
+
+// roomToDouble reports whether each full page holds fewer than half a page
+// of messages newer than its direction's mark.
+func (r *Reconciler) roomToDouble(pages [2][]wamm.Message) bool {
+	for i, page := range pages {
+		if len(page) < r.opts.PageSize || r.lastNewest[i] == "" {
+			continue
+		}
+		n := 0
+		for _, m := range page {
+			if store.CompareMsgIDs(m.MsgID, r.lastNewest[i]) > 0 {
+				n++
+			}
+		}
+		if 2*n >= r.opts.PageSize {
+			return false
+		}
+	}
+	return true
 }
 
 // reachesBack reports whether page holds a message at or below mark.
@@ -967,7 +1026,7 @@ func (r *Reconciler) setLeader(leader bool) {
 	// The baseline is read again once the lock is back: its polled marks
 	// are then the other holder's.
 	r.lastNewest, r.savedNewest = [2]string{}, [2]string{}
-	r.haveBase = false
+	r.haveBase, r.pendingBase = false, nil
 	r.chatMark = ""
 	r.pendingChats = nil
 	r.overflowStreak = 0

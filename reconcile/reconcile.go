@@ -231,6 +231,8 @@ type Reconciler struct {
 	// savedNewest is what the store holds of lastNewest (the baseline's
 	// polled marks), so an unchanged mark is not written again.
 	savedNewest [2]string
+	// lastPollAt is when lastNewest was last taken in.
+	lastPollAt time.Time
 	// chatMark is, while chats queued by an overflow are being read, the
 	// newest message seen before the overflow: each chat's page must reach
 	// back to it, or the chat has a gap.

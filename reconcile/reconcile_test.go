@@ -445,6 +445,8 @@ func TestCandidatesWaitOutALostLock(t *testing.T) {
 	rep := promote(t, r)
 	require.True(t, rep.NotLeader)
 	require.Empty(t, f.store.deliveredKeys(), "nothing is promoted without the lock")
+	_, due := r.promoteAt()
+	require.False(t, due, "Run waits for the next pass instead of promoting again at once (it would spin)")
 
 	// Both left the window; another holder got 902's webhook meanwhile.
 	f.acct.msgs = nil
@@ -659,11 +661,12 @@ func TestOverflowRecoversChats(t *testing.T) {
 	require.InDelta(t, 2, testutil.ToFloat64(r.metrics.overflows), 0, "both pages overflowed")
 	require.Len(t, filter(f.logsAt(logrus.WarnLevel), "overlaps nothing known"), 2)
 
-	// The immediate re-poll overlaps the candidates: the interval is restored.
+	// The immediate re-poll overlaps the candidates; the interval grows back
+	// only once a pass at the shorter one shows room for twice as much.
 	rep = once(t, r)
 	require.False(t, rep.Overflow)
-	require.Equal(t, 30*time.Second, rep.Interval)
-	require.Equal(t, 30*time.Second, rep.Next)
+	require.Equal(t, 15*time.Second, rep.Interval)
+	require.Equal(t, 15*time.Second, rep.Next)
 	require.Zero(t, rep.ChatsBackfilled)
 	require.Empty(t, f.store.deliveredKeys())
 
@@ -921,4 +924,39 @@ func TestHoleBelowKnownMessagesIsRecoveredOrNamed(t *testing.T) {
 			require.NotContains(t, gaps, store.GapChat+"/"+chatA, "chat A lost nothing")
 		})
 	}
+}
+
+// TestBusyChannelSettlesOnAShorterInterval: 5 messages a second, every
+// webhook arriving, is more than a page per 30 s interval. The first pass
+// that does not reach back overflows once; the interval then stays short
+// enough to reach back, instead of growing back and overflowing again.
+func TestBusyChannelSettlesOnAShorterInterval(t *testing.T) {
+	f := newFixture(t, false)
+	chats := []string{"7900000001", "7900000002", "7900000003"}
+	next := 100
+	arrive := func(n int) {
+		ms := incoming(next, n, chats...)
+		next += n
+		f.acct.add(ms...)
+		for _, m := range ms {
+			f.store.webhook(wamm.MessageEvent(m, t0))
+		}
+	}
+	arrive(50)
+	r := f.new(t)
+	rep := once(t, r)
+	overflows := 0
+	for elapsed := time.Duration(0); elapsed < 10*time.Minute; {
+		wait := max(rep.Next, time.Second)
+		arrive(int(wait / (200 * time.Millisecond)))
+		f.clock.Advance(wait)
+		elapsed += wait
+		rep = once(t, r)
+		if rep.Overflow {
+			overflows++
+		}
+	}
+	require.LessOrEqual(t, overflows, 1, "a busy channel overflows once, then polls often enough")
+	require.Less(t, rep.Interval, 30*time.Second)
+	require.Empty(t, f.store.deliveredKeys(), "every webhook arrived: nothing to deliver")
 }
