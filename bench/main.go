@@ -27,8 +27,10 @@ Scenarios:
   smoke       a few thousand webhooks and a small backlog, checks completeness (CI)
   saturation  as many webhooks/s as accepted for --duration (or --count), --sinks sinks
   steady      --rate webhooks/s for --duration: latency percentiles
+  sequential  one client, each webhook after the previous answer (WAMM's pattern), for --duration
+              (default 20s) or --count: ack latency percentiles
   backlog     sinks down (--sink-down) until --backlog-deliveries pile up, then up: peak RSS, drain rate
-  all         saturation, steady, backlog in turn
+  all         saturation, steady, sequential, backlog in turn
 
 Flags:
 `
@@ -92,13 +94,13 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.scenario, "scenario", "saturation", "smoke, saturation, steady, backlog or all")
+	fs.StringVar(&o.scenario, "scenario", "saturation", "smoke, saturation, steady, sequential, backlog or all")
 	fs.StringVar(&o.relayBin, "relay-bin", "", "relay binary to run; empty builds ./cmd/wamm-relay into the work dir")
 	fs.StringVar(&o.systems, "systems", "baseline,relay", "which systems to run, in order: baseline, relay, both (= baseline,relay), stack (the relay without its store: stack.go) or its variants stack-nethttp, stack-journal, stack-nethttp-journal")
 	fs.IntVar(&o.sinks, "sinks", 3, "number of sink targets")
 	fs.IntVar(&o.conns, "conns", 64, "concurrent generator connections")
-	fs.DurationVar(&o.duration, "duration", 0, "load duration (saturation default 15s, steady default 30s)")
-	fs.Int64Var(&o.count, "count", 0, "saturation: stop after this many webhooks instead of --duration")
+	fs.DurationVar(&o.duration, "duration", 0, "load duration (saturation default 15s, steady default 30s, sequential default 20s)")
+	fs.Int64Var(&o.count, "count", 0, "saturation, sequential: stop after this many webhooks instead of --duration")
 	fs.Float64Var(&o.rate, "rate", 1000, "steady: webhooks per second")
 	fs.Int64Var(&o.backlogDeliveries, "backlog-deliveries", 1_000_000, "backlog: deliveries to pile up (events x sinks)")
 	fs.StringVar(&o.sinkDown, "sink-down", downUnavailable, "backlog: how sinks are down: 503 or closed")
@@ -193,8 +195,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 	var scenarios []string
 	switch o.scenario {
 	case "all":
-		scenarios = []string{"saturation", "steady", "backlog"}
-	case "smoke", "saturation", "steady", "backlog":
+		scenarios = []string{"saturation", "steady", "sequential", "backlog"}
+	case "smoke", "saturation", "steady", "sequential", "backlog":
 		scenarios = []string{o.scenario}
 	default:
 		return 2, fmt.Errorf("unknown --scenario %q", o.scenario)

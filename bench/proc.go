@@ -64,6 +64,7 @@ type proc struct {
 	cmd     *exec.Cmd
 	addr    string
 	logPath string
+	pgApp   string // the relay's application_name on --store postgres
 	exited  chan struct{}
 	waitErr error
 

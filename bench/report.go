@@ -139,8 +139,14 @@ func (r *report) table() string {
 			row("e2e delivered events/s (at every sink)", func(x *result) float64 { return x.EventsPerSec }, num)
 			row("e2e deliveries/s (all sinks)", func(x *result) float64 { return x.DeliveriesPerSec }, num)
 			row("ingest ack p50", func(x *result) float64 { return x.Ack.P50 }, msf)
+			if sc == "sequential" {
+				row("ingest ack p90", func(x *result) float64 { return x.Ack.P90 }, msf)
+			}
 			row("ingest ack p99", func(x *result) float64 { return x.Ack.P99 }, msf)
 			row("ingest ack p99.9", func(x *result) float64 { return x.Ack.P999 }, msf)
+			if sc == "sequential" {
+				row("ingest ack max", func(x *result) float64 { return x.Ack.Max }, msf)
+			}
 			row("send -> sink p50", func(x *result) float64 { return x.E2E.P50 }, msf)
 			row("send -> sink p99", func(x *result) float64 { return x.E2E.P99 }, msf)
 			row("peak RSS", func(x *result) float64 { return float64(x.PeakRSS) }, mb)
@@ -148,6 +154,7 @@ func (r *report) table() string {
 		us := func(f float64) string { return fmt.Sprintf("%.0f µs", f) }
 		row("process CPU per accepted webhook", func(x *result) float64 { return x.CPUPerEvent }, us)
 		row("bench (generator + sinks) CPU per webhook", func(x *result) float64 { return x.BenchCPUPerEvent }, us)
+		pgRows(&b, rs, base)
 		row("rejected + failed sends", func(x *result) float64 { return float64(x.Rejected + x.Failed) }, num)
 		row("redeliveries at sinks", func(x *result) float64 { return float64(x.Redeliveries) }, num)
 		row("TCP connections the sinks accepted", func(x *result) float64 { return float64(x.SinkConns) }, num)

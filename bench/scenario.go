@@ -12,6 +12,7 @@ import (
 type latency struct {
 	N    int     `json:"n"`
 	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
 	P99  float64 `json:"p99_ms"`
 	P999 float64 `json:"p999_ms"`
 	Max  float64 `json:"max_ms"`
@@ -19,7 +20,7 @@ type latency struct {
 
 func latencyOf(s summary) latency {
 	f := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return latency{N: s.N(), P50: f(s.P(0.50)), P99: f(s.P(0.99)), P999: f(s.P(0.999)), Max: f(s.Max())}
+	return latency{N: s.N(), P50: f(s.P(0.50)), P90: f(s.P(0.90)), P99: f(s.P(0.99)), P999: f(s.P(0.999)), Max: f(s.Max())}
 }
 
 // result is one system's figures in one scenario.
@@ -68,6 +69,11 @@ type result struct {
 	DrainDeliveriesPerSec float64 `json:"drain_deliveries_per_sec,omitempty"`
 	DrainPeakRSS          int64   `json:"drain_peak_rss_bytes,omitempty"`
 
+	// PG is the PostgreSQL server's CPU over the part, with --store
+	// postgres (pgcpu.go), for every system: during the baseline's part it
+	// is what other clients of the server cost.
+	PG *pgCPU `json:"postgres_cpu,omitempty"`
+
 	LoadAvg string `json:"loadavg_after"`
 }
 
@@ -94,6 +100,10 @@ func runScenario(ctx context.Context, o *options, sc string, systems []string, o
 		}
 		fmt.Fprintf(out, "   accepted %d (%.0f/s), %d events at every sink (%.0f/s), ack p99 %.2f ms, CPU %.0f µs/event (bench %.0f), peak RSS %s, missing %v, load %s\n",
 			r.Accepted, r.AcceptedPerSec, r.EventsComplete, r.EventsPerSec, r.Ack.P99, r.CPUPerEvent, r.BenchCPUPerEvent, mib(r.PeakRSS), r.Missing, r.LoadAvg)
+		if r.PG != nil {
+			fmt.Fprintf(out, "   PostgreSQL server CPU %.1f s in %.1f s (relay's backends %.1f s, background %.1f s)\n",
+				r.PG.Server, r.PG.Seconds, r.PG.Relay, r.PG.Background)
+		}
 		res = append(res, r)
 	}
 	return res, nil
@@ -143,6 +153,19 @@ func runOne(ctx context.Context, o *options, sc, sys string, out io.Writer) (res
 	stopProgress := progress(out, g, tr)
 	defer stopProgress()
 
+	var pgm *pgMeter
+	if o.store == "postgres" {
+		if m, perr := startPGMeter(ctx, o.pgDSN, p.pgApp); perr != nil {
+			fmt.Fprintf(out, "   no PostgreSQL server CPU: %v\n", perr)
+		} else {
+			pgm = m
+			defer func() {
+				if pgm != nil {
+					_, _ = pgm.finish(ctx)
+				}
+			}()
+		}
+	}
 	cpu0, benchCPU0 := p.cpuTime(), selfCPU()
 	start := time.Now()
 	switch sc {
@@ -157,6 +180,8 @@ func runOne(ctx context.Context, o *options, sc, sys string, out io.Writer) (res
 		}
 		g.closedLoop(lctx, o.conns, o.count)
 		cancel()
+	case "sequential":
+		sequential(ctx, o, g)
 	case "steady":
 		d := o.duration
 		if d == 0 {
@@ -217,6 +242,14 @@ func runOne(ctx context.Context, o *options, sc, sys string, out io.Writer) (res
 		return res, err
 	}
 	stopProgress()
+	if pgm != nil {
+		pg, err := pgm.finish(ctx)
+		pgm = nil
+		if err != nil {
+			return res, fmt.Errorf("measure postgres CPU: %w", err)
+		}
+		res.PG = &pg
+	}
 
 	res.Accepted, res.Rejected, res.Failed, res.Duplicates = g.accepted.Load(), g.rejected.Load(), g.failed.Load(), g.duplicates.Load()
 	res.ErrorSample = g.errorSample()

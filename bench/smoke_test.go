@@ -118,3 +118,11 @@ func TestSystemList(t *testing.T) {
 		})
 	}
 }
+
+func TestReadStat(t *testing.T) {
+	st, err := readStat(os.Getpid())
+	require.NoError(t, err)
+	require.Equal(t, os.Getppid(), st.ppid, "the parent pid is field 4")
+	_, err = readStat(-1)
+	require.Error(t, err)
+}

@@ -109,11 +109,15 @@ func startSystem(ctx context.Context, o *options, system, dir string, sinks []st
 			BackoffInitial: o.backoffInitial, BackoffMax: o.backoffMax, LogLevel: o.logLevel, Sinks: sinks,
 		}
 		dropSchema := func() error { return nil }
+		var pgApp string
 		switch o.store {
 		case "sqlite":
 			cfg.DSN = filepath.Join(dir, "relay-"+run+".db")
 		case "postgres":
-			cfg.DSN, dropSchema, err = freshSchema(ctx, o.pgDSN, "bench_"+run)
+			// A name of its own picks the relay's backends out of the
+			// server's (pgcpu.go): other suites' relays are "wamm-relay".
+			pgApp = "wamm-relay-bench-" + run
+			cfg.DSN, dropSchema, err = freshSchema(ctx, o.pgDSN, "bench_"+run, pgApp)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -134,6 +138,7 @@ func startSystem(ctx context.Context, o *options, system, dir string, sinks []st
 			_ = dropSchema()
 			return nil, nil, err
 		}
+		p.pgApp = pgApp
 		return p, func() error {
 			err := p.stop()
 			if derr := dropSchema(); err == nil {
@@ -166,8 +171,9 @@ func runID() string {
 }
 
 // freshSchema creates an empty schema on the server of dsn and returns a
-// DSN whose search_path points at it, and a function that drops it.
-func freshSchema(ctx context.Context, dsn, schema string) (string, func() error, error) {
+// DSN whose search_path points at it and whose application_name is app, and
+// a function that drops it.
+func freshSchema(ctx context.Context, dsn, schema, app string) (string, func() error, error) {
 	if dsn == "" {
 		return "", nil, fmt.Errorf("--store postgres needs --pg-dsn or $WAMM_RELAY_TEST_PG")
 	}
@@ -185,6 +191,7 @@ func freshSchema(ctx context.Context, dsn, schema string) (string, func() error,
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	q.Set("application_name", app)
 	u.RawQuery = q.Encode()
 	drop := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
