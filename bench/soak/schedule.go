@@ -67,7 +67,7 @@ func planChaos(rng *rand.Rand, c chaosOptions, d time.Duration, relays, targets 
 		if mean <= 0 {
 			return
 		}
-		for at := lo + expo(rng, mean); at < hi; at += expo(rng, mean) {
+		for at := lo + jitter(rng, mean); at < hi; at += jitter(rng, mean) {
 			add(kind(), at)
 		}
 	}
@@ -109,8 +109,11 @@ func count(plan []*fault, kind faultKind) int {
 	return n
 }
 
-func expo(rng *rand.Rand, mean time.Duration) time.Duration {
-	return time.Duration(rng.ExpFloat64() * float64(mean))
+// jitter is an interval of mean ± 50%: random moments, but not the long
+// empty stretches of exponential intervals, so a run of a given length
+// always sees about duration/mean events of each kind.
+func jitter(rng *rand.Rand, mean time.Duration) time.Duration {
+	return uniform(rng, mean/2, mean*3/2)
 }
 
 func uniform(rng *rand.Rand, lo, hi time.Duration) time.Duration {
