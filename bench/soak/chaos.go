@@ -59,7 +59,16 @@ func runChaos(ctx context.Context, o options) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("create the private PostgreSQL cluster: %w", err)
 	}
-	defer pg.Destroy()
+	// A kept work directory keeps the server's log and data for a look
+	// after a failure.
+	kept := o.workdir != "" || o.keep
+	defer func() {
+		if kept {
+			_ = pg.Stop("immediate")
+		} else {
+			_ = pg.Destroy()
+		}
+	}()
 	if err := pg.Start(); err != nil {
 		return false, fmt.Errorf("start the private PostgreSQL cluster: %w", err)
 	}

@@ -38,6 +38,7 @@ type generator struct {
 	gaveUp    atomic.Int64 // refused for all of retryFor; never acked
 	lateAcks  atomic.Int64 // acked as a duplicate on a retry: an earlier attempt had committed
 	anomalies atomic.Int64 // dedup answers that break the contract
+	lagged    atomic.Int64 // never sent: every sender was busy (retrying, mostly)
 
 	mu       sync.Mutex
 	accepted []acceptedWebhook
@@ -96,14 +97,14 @@ func (g *generator) run(ctx context.Context) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
-	var offered, lagged int64
+	var offered int64
 	for {
 		select {
 		case <-ctx.Done():
 			close(jobs)
 			wg.Wait()
-			if lagged > 0 {
-				fmt.Printf("soak: %d webhooks not sent: all %d senders were busy\n", lagged, g.o.clients)
+			if n := g.lagged.Load(); n > 0 {
+				fmt.Printf("soak: %d webhooks not sent: all %d senders were busy\n", n, g.o.clients)
 			}
 			return
 		case now := <-tick.C:
@@ -112,7 +113,7 @@ func (g *generator) run(ctx context.Context) {
 				select {
 				case jobs <- struct{}{}:
 				default:
-					lagged++
+					g.lagged.Add(1)
 				}
 			}
 		}

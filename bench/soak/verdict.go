@@ -38,9 +38,9 @@ func (v *verdict) print() bool {
 	fmt.Printf("chaos: events kills=%d db_restarts=%d db_cuts=%d flaps_500=%d flaps_down=%d\n",
 		happened(faultKill), happened(faultDBRestart), happened(faultDBCut), happened(faultFlap500), happened(faultFlapDown))
 	g := v.gen
-	fmt.Printf("chaos: webhooks sent=%d acked=%d (late, as duplicate on a retry: %d) resent=%d duplicate_acks=%d retries=%d gave_up=%d anomalies=%d drain=%s\n",
+	fmt.Printf("chaos: webhooks sent=%d acked=%d (late, as duplicate on a retry: %d) resent=%d duplicate_acks=%d retries=%d gave_up=%d not_sent_busy=%d anomalies=%d drain=%s\n",
 		g.sent.Load(), len(v.expected), g.lateAcks.Load(), g.resent.Load(), g.dupAcks.Load(), g.retries.Load(), g.gaveUp.Load(),
-		g.anomalies.Load(), v.drainTook.Round(time.Second))
+		g.lagged.Load(), g.anomalies.Load(), v.drainTook.Round(time.Second))
 	if g.anomalies.Load() > 0 {
 		fail("%d dedup answers broke the contract (a fresh key called duplicate, or a repeat stored again)", g.anomalies.Load())
 	}
