@@ -44,3 +44,11 @@ func TestPlanChaos(t *testing.T) {
 		}
 	})
 }
+
+func TestByMinute(t *testing.T) {
+	at := func(age time.Duration, rss float64) chaosSample {
+		return chaosSample{age: age, s: sample{rssBytes: rss * (1 << 20)}}
+	}
+	ss := []chaosSample{at(60*time.Second, 40), at(75*time.Second, 41), at(2*time.Minute+5*time.Second, 42), at(4*time.Minute, 43)}
+	require.Equal(t, "40.0 42.0 43.0", byMinute(ss, func(s sample) float64 { return mib(s.rssBytes) }))
+}

@@ -238,10 +238,26 @@ func (v *verdict) printResources(fail func(string, ...any)) {
 		}
 		fmt.Printf("chaos: relay %s: under load, incarnation %d over %s (%d samples, median of first/last third): rss_mib %.1f → %.1f, heap_inuse_mib %.1f → %.1f, goroutines %.0f → %.0f: %s\n",
 			in.name, longest, span(ss).Round(time.Second), len(ss), mib(rssE), mib(rssL), mib(heapE), mib(heapL), grE, grL, word)
+		fmt.Printf("chaos: relay %s: incarnation %d by minute of age: rss_mib %s; heap_inuse_mib %s\n", in.name, longest,
+			byMinute(ss, func(s sample) float64 { return mib(s.rssBytes) }), byMinute(ss, func(s sample) float64 { return mib(s.heapInuse) }))
 		if !flat {
 			fail("relay %s: memory grew under load", in.name)
 		}
 	}
+}
+
+// byMinute lists f of the first sample in each minute of age, to show a
+// trend that two medians would hide.
+func byMinute(ss []chaosSample, f func(sample) float64) string {
+	var parts []string
+	last := time.Duration(-1)
+	for _, s := range ss {
+		if m := s.age.Truncate(time.Minute); m > last {
+			last = m
+			parts = append(parts, fmt.Sprintf("%.1f", f(s.s)))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func span(ss []chaosSample) time.Duration {
