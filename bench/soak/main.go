@@ -2,13 +2,20 @@
 // steady webhook load, against targets that fail at random, and reports
 // whether every accepted webhook reached every target exactly once, how many
 // deliveries died, and whether the relay's memory and goroutines stayed flat.
-//
-// It is not part of CI. Run it from the module root:
+// Run it from the module root:
 //
 //	go run ./bench/soak --duration 10m --rate 200
 //
-// Exit status: 0 when nothing was lost, 1 when something was (or the run
-// could not be set up).
+// With --chaos it runs two relays on a private PostgreSQL server, each
+// through a TCP proxy, and while the load runs it SIGKILLs and restarts a
+// relay, crashes and restarts the database, cuts the proxied connections and
+// flaps the targets, at moments drawn from --seed (chaos.go, schedule.go):
+//
+//	go run ./bench/soak --chaos --duration 20m --rate 100
+//
+// Exit status: 0 when nothing was lost (and, with --chaos, nothing else
+// broke the delivery contract), 1 otherwise or when the run could not be
+// set up.
 package main
 
 import (
@@ -17,19 +24,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -50,6 +53,11 @@ type options struct {
 	keep      bool
 	lru       int
 	pgDSN     string
+
+	chaosMode bool
+	chaos     chaosOptions
+	retryFor  time.Duration
+	verbose   bool
 }
 
 func main() {
@@ -69,11 +77,23 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	flag.StringVar(&o.pgDSN, "pg-dsn", "", "run on PostgreSQL: a DSN whose search_path names an existing, empty schema; empty runs on SQLite")
 	flag.IntVar(&o.lru, "lru", 20000, "[dedup] lru_size; small enough that the cache is full early and memory should then stay flat")
+	flag.BoolVar(&o.chaosMode, "chaos", false, "chaos soak: two relays on a private PostgreSQL server behind proxies, with SIGKILLs, database restarts, cut connections and target flaps")
+	flag.Int64Var(&o.chaos.seed, "seed", 0, "chaos: seed of the schedule and its pauses; 0 picks one (printed)")
+	flag.DurationVar(&o.chaos.killEvery, "kill-every", 3*time.Minute, "chaos: mean interval between SIGKILLs of a relay (0: none beyond the one forced in)")
+	flag.DurationVar(&o.chaos.dbRestartEvery, "db-restart-every", 4*time.Minute, "chaos: mean interval between database crashes (pg_ctl -m immediate, down 1-10 s)")
+	flag.DurationVar(&o.chaos.dbCutEvery, "db-cut-every", 3*time.Minute, "chaos: mean interval between cuts of every proxied database connection")
+	flag.DurationVar(&o.chaos.flapEvery, "flap-every", 2*time.Minute, "chaos: mean interval between target flaps (500 to everything, or down, for 2-15 s)")
+	flag.DurationVar(&o.retryFor, "retry-for", 30*time.Second, "chaos: how long a refused webhook is retried on the other relay before it counts as not acked")
+	flag.BoolVar(&o.verbose, "v", false, "chaos: print every resource sample")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ok, err := run(ctx, o)
+	runner := run
+	if o.chaosMode {
+		runner = runChaos
+	}
+	ok, err := runner(ctx, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "soak: %v\n", err)
 		os.Exit(1)
@@ -84,72 +104,14 @@ func main() {
 }
 
 const (
-	webhookSecret = "soak-webhook-secret-0123456789"
-	adminToken    = "soak-admin-token-0123456789"
-	targetTimeout = time.Second
+	// deliveryWorkers is [delivery] workers: at most this many deliveries
+	// per target are in flight on one relay, which bounds the duplicates
+	// one fault may cause.
+	deliveryWorkers = 16
+	webhookSecret   = "soak-webhook-secret-0123456789"
+	adminToken      = "soak-admin-token-0123456789"
+	targetTimeout   = time.Second
 )
-
-// targetServer answers like an unreliable consumer and records every 2xx it
-// gave, per event key.
-type targetServer struct {
-	name     string
-	srv      *http.Server
-	url      string
-	failRate float64
-	hangRate float64
-
-	mu        sync.Mutex
-	delivered map[string]int
-	requests  atomic.Int64
-	fails     atomic.Int64
-	hangs     atomic.Int64
-}
-
-func (t *targetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
-	t.requests.Add(1)
-	key := r.Header.Get("webhook-id")
-	switch x := rand.Float64(); {
-	case x < t.hangRate:
-		t.hangs.Add(1)
-		// Outlast the relay's timeout, then go away without an answer.
-		select {
-		case <-r.Context().Done():
-		case <-time.After(3 * targetTimeout):
-		}
-		return
-	case x < t.hangRate+t.failRate:
-		t.fails.Add(1)
-		w.WriteHeader(http.StatusInternalServerError)
-		return
-	}
-	t.mu.Lock()
-	t.delivered[key]++
-	t.mu.Unlock()
-	w.WriteHeader(http.StatusOK)
-}
-
-func (t *targetServer) snapshot() map[string]int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make(map[string]int, len(t.delivered))
-	for k, v := range t.delivered {
-		out[k] = v
-	}
-	return out
-}
-
-func startTarget(name string, failRate, hangRate float64) (*targetServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("listen for target %s: %w", name, err)
-	}
-	t := &targetServer{name: name, failRate: failRate, hangRate: hangRate, delivered: map[string]int{}}
-	t.srv = &http.Server{Handler: t, ReadHeaderTimeout: 5 * time.Second}
-	t.url = "http://" + ln.Addr().String() + "/hook"
-	go func() { _ = t.srv.Serve(ln) }()
-	return t, nil
-}
 
 // sample is one look at the relay process.
 type sample struct {
@@ -160,7 +122,12 @@ type sample struct {
 	pending    float64
 	dead       float64
 	openFDs    float64
+	inFlight   float64
 }
+
+// probeClient reads /readyz and /metrics; a relay that hangs must not hang
+// the soak.
+var probeClient = &http.Client{Timeout: 5 * time.Second}
 
 type relayProc struct {
 	cmd  *exec.Cmd
@@ -172,30 +139,14 @@ func run(ctx context.Context, o options) (bool, error) {
 	if o.rate <= 0 || o.duration <= 0 || o.targets <= 0 || o.clients <= 0 {
 		return false, errors.New("rate, duration, targets and clients must be positive")
 	}
-	workdir := o.workdir
-	if workdir == "" {
-		d, err := os.MkdirTemp("", "wamm-relay-soak-")
-		if err != nil {
-			return false, fmt.Errorf("make work directory: %w", err)
-		}
-		workdir = d
-		if !o.keep {
-			defer os.RemoveAll(workdir)
-		}
-	} else if err := os.MkdirAll(workdir, 0o755); err != nil {
-		return false, fmt.Errorf("make work directory: %w", err)
+	workdir, cleanup, err := prepareWorkdir(o)
+	if err != nil {
+		return false, err
 	}
-
-	bin := o.bin
-	if bin == "" {
-		bin = filepath.Join(workdir, "wamm-relay")
-		fmt.Println("soak: building ./cmd/wamm-relay")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wamm-relay")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		build.Stdout, build.Stderr = os.Stdout, os.Stderr
-		if err := build.Run(); err != nil {
-			return false, fmt.Errorf("build wamm-relay (run from the module root): %w", err)
-		}
+	defer cleanup()
+	bin, err := buildRelay(ctx, o, workdir)
+	if err != nil {
+		return false, err
 	}
 
 	targets := make([]*targetServer, 0, o.targets)
@@ -217,7 +168,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		return false, fmt.Errorf("write config: %w", err)
 	}
 	logPath := filepath.Join(workdir, "relay.log")
-	rp, err := startRelay(ctx, bin, cfgPath, logPath, port)
+	rp, err := startRelay(ctx, bin, cfgPath, logPath, port, 30*time.Second)
 	if err != nil {
 		return false, err
 	}
@@ -233,7 +184,7 @@ func run(ctx context.Context, o options) (bool, error) {
 	}
 	printSample("idle-start", idle)
 
-	gen := newGenerator(rp.base, o)
+	gen := newGenerator([]string{rp.base}, o, 0)
 	loadCtx, stopLoad := context.WithTimeout(ctx, o.duration)
 	defer stopLoad()
 	samples := []sample{idle}
@@ -319,8 +270,8 @@ func run(ctx context.Context, o options) (bool, error) {
 
 	// Report.
 	ok := true
-	fmt.Printf("soak: webhooks sent=%d accepted=%d duplicate_acks=%d (of %d resent) rejected=%d errors=%d drain=%s\n",
-		gen.sent.Load(), len(expected), gen.dupAcks.Load(), gen.resent.Load(), gen.rejected.Load(), gen.errors.Load(),
+	fmt.Printf("soak: webhooks sent=%d accepted=%d duplicate_acks=%d (of %d resent) rejected=%d errors=%d anomalies=%d drain=%s\n",
+		gen.sent.Load(), len(expected), gen.dupAcks.Load(), gen.resent.Load(), gen.rejected.Load(), gen.errors.Load(), gen.anomalies.Load(),
 		drainTook.Round(time.Second))
 	acceptedSet := make(map[string]bool, len(expected))
 	for _, k := range expected {
@@ -347,6 +298,9 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 		fmt.Printf("soak: target=%s expected=%d delivered=%d lost=%d duplicated=%d unexpected=%d requests=%d answered_500=%d hung=%d\n",
 			t.name, len(expected), len(got), lost, duplicated, extra, t.requests.Load(), t.fails.Load(), t.hangs.Load())
+	}
+	if gen.anomalies.Load() > 0 {
+		ok = false
 	}
 	fmt.Printf("soak: dead=%.0f pending=%.0f\n", end.dead, end.pending)
 
@@ -386,6 +340,41 @@ func run(ctx context.Context, o options) (bool, error) {
 	return ok, nil
 }
 
+// prepareWorkdir makes the work directory; cleanup removes a temporary one
+// unless --keep.
+func prepareWorkdir(o options) (dir string, cleanup func(), err error) {
+	if o.workdir != "" {
+		if err := os.MkdirAll(o.workdir, 0o755); err != nil {
+			return "", nil, fmt.Errorf("make work directory: %w", err)
+		}
+		return o.workdir, func() {}, nil
+	}
+	d, err := os.MkdirTemp("", "wamm-relay-soak-")
+	if err != nil {
+		return "", nil, fmt.Errorf("make work directory: %w", err)
+	}
+	if o.keep {
+		return d, func() {}, nil
+	}
+	return d, func() { os.RemoveAll(d) }, nil
+}
+
+// buildRelay returns --bin, or builds ./cmd/wamm-relay into workdir.
+func buildRelay(ctx context.Context, o options, workdir string) (string, error) {
+	if o.bin != "" {
+		return o.bin, nil
+	}
+	bin := filepath.Join(workdir, "wamm-relay")
+	fmt.Println("soak: building ./cmd/wamm-relay")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wamm-relay")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build wamm-relay (run from the module root): %w", err)
+	}
+	return bin, nil
+}
+
 func mib(b float64) float64 { return b / (1 << 20) }
 
 func printSample(label string, s sample) {
@@ -416,7 +405,7 @@ driver = %q
 dsn = %q
 
 [delivery]
-workers = 16
+workers = %d
 timeout = %q
 max_attempts = 25
 backoff_initial = "200ms"
@@ -425,7 +414,7 @@ backoff_max = "5s"
 [log]
 level = "warn"
 format = "json"
-`, port, webhookSecret, adminToken, lru, driver, dsn, targetTimeout.String())
+`, port, webhookSecret, adminToken, lru, driver, dsn, deliveryWorkers, targetTimeout.String())
 	for _, t := range targets {
 		fmt.Fprintf(&b, "\n[[targets]]\nname = %q\nurl = %q\n", t.name, t.url)
 	}
@@ -441,8 +430,10 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startRelay(ctx context.Context, bin, cfgPath, logPath string, port int) (*relayProc, error) {
-	logFile, err := os.Create(logPath)
+// startRelay starts the binary and waits up to ready for /readyz to answer
+// 200. The log is appended to, so a restarted relay keeps its history.
+func startRelay(ctx context.Context, bin, cfgPath, logPath string, port int, ready time.Duration) (*relayProc, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create relay log: %w", err)
 	}
@@ -457,9 +448,9 @@ func startRelay(ctx context.Context, bin, cfgPath, logPath string, port int) (*r
 		rp.done <- cmd.Wait()
 		logFile.Close()
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(ready)
 	for {
-		resp, err := http.Get(rp.base + "/readyz")
+		resp, err := probeClient.Get(rp.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -477,7 +468,7 @@ func startRelay(ctx context.Context, bin, cfgPath, logPath string, port int) (*r
 		}
 		if time.Now().After(deadline) {
 			_ = rp.stop()
-			return nil, fmt.Errorf("relay not ready within 30s; see %s", logPath)
+			return nil, fmt.Errorf("relay not ready within %s; see %s", ready, logPath)
 		}
 	}
 }
@@ -503,7 +494,7 @@ func (rp *relayProc) stop() error {
 
 func takeSample(rp *relayProc, start time.Time) (sample, error) {
 	s := sample{at: time.Since(start)}
-	resp, err := http.Get(rp.base + "/metrics")
+	resp, err := probeClient.Get(rp.base + "/metrics")
 	if err != nil {
 		return s, fmt.Errorf("scrape metrics: %w", err)
 	}
@@ -532,6 +523,8 @@ func takeSample(rp *relayProc, start time.Time) (sample, error) {
 			s.pending += value
 		case "wamm_relay_deliveries_dead":
 			s.dead += value
+		case "wamm_relay_deliveries_in_flight":
+			s.inFlight += value
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -579,145 +572,4 @@ func procRSS(pid int) (float64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS line")
-}
-
-// generator sends webhooks at a fixed rate and remembers which keys the
-// relay accepted.
-type generator struct {
-	base   string
-	o      options
-	client *http.Client
-	nextID atomic.Int64
-
-	sent     atomic.Int64
-	dupAcks  atomic.Int64
-	resent   atomic.Int64
-	rejected atomic.Int64
-	errors   atomic.Int64
-
-	mu       sync.Mutex
-	accepted []acceptedWebhook
-}
-
-type acceptedWebhook struct {
-	key  string
-	body string
-}
-
-func newGenerator(base string, o options) *generator {
-	g := &generator{base: base, o: o, client: &http.Client{
-		Timeout:   15 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: o.clients},
-	}}
-	g.nextID.Store(1_000_000)
-	return g
-}
-
-func (g *generator) acceptedCount() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.accepted)
-}
-
-func (g *generator) acceptedKeys() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	keys := make([]string, 0, len(g.accepted))
-	for _, a := range g.accepted {
-		keys = append(keys, a.key)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func (g *generator) run(ctx context.Context) {
-	jobs := make(chan struct{}, g.o.rate)
-	var wg sync.WaitGroup
-	for range g.o.clients {
-		wg.Go(func() {
-			for range jobs {
-				g.sendOne()
-			}
-		})
-	}
-	// A ticker drops ticks on a busy machine; pace by elapsed time instead,
-	// so the offered load is rate per second however late a tick comes.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	start := time.Now()
-	var offered, lagged int64
-	for {
-		select {
-		case <-ctx.Done():
-			close(jobs)
-			wg.Wait()
-			if lagged > 0 {
-				fmt.Printf("soak: %d webhooks not sent: all %d senders were busy\n", lagged, g.o.clients)
-			}
-			return
-		case now := <-tick.C:
-			due := int64(now.Sub(start).Seconds() * float64(g.o.rate))
-			for ; offered < due; offered++ {
-				select {
-				case jobs <- struct{}{}:
-				default:
-					lagged++
-				}
-			}
-		}
-	}
-}
-
-func (g *generator) sendOne() {
-	var key, body string
-	resend := false
-	if rand.Float64() < g.o.dupRate {
-		g.mu.Lock()
-		if n := len(g.accepted); n > 0 {
-			a := g.accepted[rand.IntN(n)]
-			key, body, resend = a.key, a.body, true
-		}
-		g.mu.Unlock()
-	}
-	if !resend {
-		id := g.nextID.Add(1)
-		if rand.Float64() < g.o.stateRate {
-			body = fmt.Sprintf(`{"tip":"msg_state","msg_data":{"msg_id":%d,"from_me":1,"phone":"79001234567","state":"delivered"}}`, id)
-			key = fmt.Sprintf("state:%d:delivered", id)
-		} else {
-			body = fmt.Sprintf(`{"tip":"msg","msg_data":{"msg_id":%d,"from_me":0,"phone":"79001234567","chat_name":"Soak",`+
-				`"tip_msg":"textMessage","msg_text":"soak message %d","date_ins":"2026-03-01 12:00:00","state":"received"}}`, id, id)
-			key = fmt.Sprintf("msg:%d", id)
-		}
-	}
-	g.sent.Add(1)
-	if resend {
-		g.resent.Add(1)
-	}
-	resp, err := g.client.Post(g.base+"/webhook/"+webhookSecret, "application/json", strings.NewReader(body))
-	if err != nil {
-		g.errors.Add(1)
-		return
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode != http.StatusOK:
-		g.rejected.Add(1)
-	case strings.Contains(string(b), `"duplicate":true`):
-		g.dupAcks.Add(1)
-		if !resend {
-			// A fresh id reported as a duplicate would be a dedup bug.
-			g.errors.Add(1)
-		}
-	default:
-		if resend {
-			// A repeat stored again would be delivered twice.
-			g.errors.Add(1)
-			return
-		}
-		g.mu.Lock()
-		g.accepted = append(g.accepted, acceptedWebhook{key: key, body: body})
-		g.mu.Unlock()
-	}
 }
