@@ -77,7 +77,7 @@ func TestDatabaseCrashUnderLoad(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(40 * time.Millisecond): // 25 messages a second: a busy account, within a page of 100 per outage
+			case <-time.After(100 * time.Millisecond): // 10 messages a second: a busy account, within a page of 100 per outage
 			}
 			if i%10 == 0 {
 				env.missed(rcChats[0], fmt.Sprintf("missed %d", i))

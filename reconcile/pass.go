@@ -54,7 +54,11 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (Report, error) {
 		if marks == ([2]string{}) {
 			marks = r.savedNewest // the pass loaded them from the store
 		}
-		r.lastNewest = marks
+		for i := range marks {
+			if marks[i] != "" { // without an earlier mark, this pass's is the best there is
+				r.lastNewest[i] = marks[i]
+			}
+		}
 	}
 	if len(r.pendingChats) == 0 {
 		r.chatMark = ""
@@ -206,8 +210,13 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) *passError {
 	// The pages are candidates now: only then do they count as seen, so a
 	// pass that fails before this point leaves the mark where it was.
 	for i, page := range pages {
-		if h := highest(page); h != "" {
+		switch h := highest(page); {
+		case h != "":
 			r.lastNewest[i] = h
+		case r.lastNewest[i] == "":
+			// An empty direction has seen everything there is: any later
+			// page must reach back to its start.
+			r.lastNewest[i] = emptyMark
 		}
 	}
 	r.lastPollAt = now
@@ -632,6 +641,9 @@ func (r *Reconciler) overlaps(page []wamm.Message, known map[string]store.KnownM
 	}
 	return false
 }
+
+// emptyMark is the mark of a direction polled empty: below every msg_id.
+const emptyMark = "0"
 
 // roomToDouble reports whether each full page holds fewer than half a page
 // of messages newer than its direction's mark.
