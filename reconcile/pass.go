@@ -536,7 +536,7 @@ func (r *Reconciler) queueKnownChats(ctx context.Context, gaps []store.Gap) *pas
 		if gaps[i].Direction == direction(1) {
 			dir = 1
 		}
-		if r.lastNewest[dir] != "" {
+		if r.lastNewest[dir] != "" && r.lastNewest[dir] != emptyMark {
 			continue // bounded by the previous poll; what is known above it proves nothing
 		}
 		for _, c := range chats {
@@ -561,7 +561,9 @@ func (r *Reconciler) chatGap(p chatPage, now time.Time) store.Gap {
 	o, _ := oldest(p.all)
 	after := p.lastKnown
 	// What the store knows above the mark says nothing about the gap.
-	if r.chatMark != "" && (after == "" || store.CompareMsgIDs(after, r.chatMark) > 0) {
+	// (A direction first polled empty bounds nothing worth naming: the
+	// newest message the store knows is the more useful bound then.)
+	if r.chatMark != "" && r.chatMark != emptyMark && (after == "" || store.CompareMsgIDs(after, r.chatMark) > 0) {
 		after = r.chatMark
 	}
 	return store.Gap{
