@@ -203,14 +203,13 @@ func TestDatabaseCrashUnderLoad(t *testing.T) {
 // connections, then 200 again without a restart; nothing acknowledged is
 // lost. Shutting down with frozen connections ends within bounded time.
 func TestFrozenDatabaseConnections(t *testing.T) {
-	dsn, schema := testutil.PostgresSchema(t)
+	_, schema := testutil.PostgresSchema(t)
 	u, err := url.Parse(testutil.PostgresURL(t))
 	if err != nil || u.Host == "" {
 		t.Skipf("%s is not a URL with a host; this test needs one", testutil.PGEnv)
 	}
 	proxy := testutil.NewTCPProxy(t, u.Host)
 	u.Host = proxy.Addr()
-	_ = dsn
 
 	crm := testutil.NewTarget(t)
 	cfg := pgConfig(t, testutil.PostgresDSN(t, u.String(), schema), target("crm", crm.URL))
