@@ -615,12 +615,13 @@ func (r *Reconciler) recordGaps(ctx context.Context, found []store.Gap, now time
 
 // overlaps reports whether page reaches back to what was already seen, so
 // nothing older than the page can have been skipped. With mark, the newest
-// message of this process's previous poll of the direction, only a page
+// message of the previous poll of the direction (kept in the store across
+// restarts and lock holders), only a page
 // reaching back to the mark shows that: a known message in the page proves
 // nothing about older ones, because WAMM gives up on a webhook it cannot
 // deliver (while the store is down, say) and goes on with newer ones, whose
-// webhooks then arrive. Without a mark (the first poll since start) a known
-// message or candidate in the page is the best evidence there is.
+// webhooks then arrive. Without a mark (before the channel's first poll was
+// taken in) a known message or candidate in the page is the best evidence.
 func (r *Reconciler) overlaps(page []wamm.Message, known map[string]store.KnownMessage, now time.Time, mark string) bool {
 	if mark != "" {
 		return reachesBack(page, mark) || r.pastHistory(page, now)
