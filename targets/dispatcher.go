@@ -191,7 +191,7 @@ func New(opts Options) (*Dispatcher, error) {
 	}
 	for _, t := range table.Targets() {
 		log := opts.Logger.WithField("target", t.Name)
-		s, err := newSender(t, opts.Workers, opts.UserAgent, log)
+		s, err := newSender(t, opts.Workers, opts.UserAgent)
 		if err != nil {
 			return nil, err
 		}

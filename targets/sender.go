@@ -15,8 +15,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/tracing"
 )
@@ -43,7 +41,7 @@ type attemptResponse struct {
 	err        error  // transport error; nil when the target answered
 }
 
-func newSender(t Target, workers int, userAgent string, log logrus.FieldLogger) (*sender, error) {
+func newSender(t Target, workers int, userAgent string) (*sender, error) {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
 		pool, err := x509.SystemCertPool()
@@ -100,7 +98,6 @@ func newSender(t Target, workers int, userAgent string, log logrus.FieldLogger) 
 	base.Set("User-Agent", userAgent)
 	base.Set("Accept", "application/json")
 	base.Set("Content-Type", "application/json")
-	_ = log // net/http logs nothing of its own
 	return &sender{target: t, client: client, transport: transport, signer: signer, header: base}, nil
 }
 

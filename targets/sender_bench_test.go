@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/wamm-relay/wamm-relay/event"
 )
 
@@ -23,11 +21,9 @@ func BenchmarkSend(b *testing.B) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
 	b.Cleanup(srv.Close)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
 	s, err := newSender(Target{Name: "crm", URL: srv.URL, Timeout: 10 * time.Second,
 		SigningSecret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Headers: map[string]string{"Authorization": "Bearer t"}},
-		4, "wamm-relay/bench", log)
+		4, "wamm-relay/bench")
 	if err != nil {
 		b.Fatal(err)
 	}

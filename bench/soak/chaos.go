@@ -152,22 +152,11 @@ func runChaos(ctx context.Context, o options) (bool, error) {
 		defer close(chaosDone)
 		c.run(loadCtx, plan)
 	}()
-	sampDone := make(chan struct{})
-	go func() {
-		defer close(sampDone)
-		tick := time.NewTicker(o.sample)
-		defer tick.Stop()
-		for {
-			select {
-			case <-loadCtx.Done():
-				return
-			case <-tick.C:
-				look("load")
-				fmt.Printf("chaos: t=%-7s sent=%d acked=%d retries=%d\n", time.Since(start).Round(time.Second),
-					gen.sent.Load(), gen.acceptedCount(), gen.retries.Load())
-			}
-		}
-	}()
+	sampDone := every(loadCtx, o.sample, func() {
+		look("load")
+		fmt.Printf("chaos: t=%-7s sent=%d acked=%d retries=%d\n", time.Since(start).Round(time.Second),
+			gen.sent.Load(), gen.acceptedCount(), gen.retries.Load())
+	})
 	gen.run(loadCtx)
 	<-sampDone
 	<-chaosDone // every fault that began has recovered

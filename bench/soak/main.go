@@ -189,28 +189,17 @@ func run(ctx context.Context, o options) (bool, error) {
 	defer stopLoad()
 	samples := []sample{idle}
 	var sampMu sync.Mutex
-	sampDone := make(chan struct{})
-	go func() {
-		defer close(sampDone)
-		tick := time.NewTicker(o.sample)
-		defer tick.Stop()
-		for {
-			select {
-			case <-loadCtx.Done():
-				return
-			case <-tick.C:
-				s, err := takeSample(rp, start)
-				if err != nil {
-					fmt.Printf("soak: sample failed: %v\n", err)
-					continue
-				}
-				sampMu.Lock()
-				samples = append(samples, s)
-				sampMu.Unlock()
-				printSample(fmt.Sprintf("load sent=%d accepted=%d", gen.sent.Load(), gen.acceptedCount()), s)
-			}
+	sampDone := every(loadCtx, o.sample, func() {
+		s, err := takeSample(rp, start)
+		if err != nil {
+			fmt.Printf("soak: sample failed: %v\n", err)
+			return
 		}
-	}()
+		sampMu.Lock()
+		samples = append(samples, s)
+		sampMu.Unlock()
+		printSample(fmt.Sprintf("load sent=%d accepted=%d", gen.sent.Load(), gen.acceptedCount()), s)
+	})
 	gen.run(loadCtx)
 	<-sampDone
 	if ctx.Err() != nil {
@@ -373,6 +362,25 @@ func buildRelay(ctx context.Context, o options, workdir string) (string, error) 
 		return "", fmt.Errorf("build wamm-relay (run from the module root): %w", err)
 	}
 	return bin, nil
+}
+
+// every runs fn every d until ctx ends; the channel closes when it has.
+func every(ctx context.Context, d time.Duration, fn func()) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				fn()
+			}
+		}
+	}()
+	return done
 }
 
 func mib(b float64) float64 { return b / (1 << 20) }
