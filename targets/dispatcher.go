@@ -561,8 +561,7 @@ func (p *pool) attempt(soft, hard context.Context, dl event.Delivery) {
 	result, code := Classify(resp.status, resp.err)
 	// A retryable failure is the target's (5xx, 429, timeout, connection);
 	// anything else, a 4xx refusal included, shows it answering.
-	if p.gate.failures > 0 {
-		p.gate.report(finished, result == event.ResultRetry)
+	if p.gate.failures > 0 && p.gate.report(finished, result == event.ResultRetry) {
 		p.nudge()
 	}
 	out := event.Outcome{Result: result, StatusCode: resp.status, At: finished}

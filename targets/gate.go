@@ -140,25 +140,31 @@ func (g *gate) unlimited() bool {
 }
 
 // report records an attempt's result: failed is a failure of the target
-// (5xx, 429, timeout, connection), not a refusal like a 4xx.
-func (g *gate) report(now time.Time, failed bool) {
+// (5xx, 429, timeout, connection), not a refusal like a 4xx. It reports
+// whether that changed what the gate lets through (a trip, a probe's end),
+// which is all the pool's loop must hear of: waking it after every attempt
+// cost a claim and a due-time query per delivery.
+func (g *gate) report(now time.Time, failed bool) (changed bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.failures <= 0 {
-		return
+		return false
 	}
 	if !failed {
 		g.streak = 0
+		changed = g.probing || g.state != BreakerClosed
 		g.probing = false
 		if g.state != BreakerClosed {
 			g.openFor = 0
 			g.setState(BreakerClosed)
 		}
-		return
+		return changed
 	}
 	g.streak++
+	changed = g.probing
 	switch {
 	case g.state == BreakerHalfOpen:
+		changed = true
 		// The probe failed: open again, for longer.
 		g.probing = false
 		g.openFor = min(2*max(g.openFor, g.cooldown), maxCooldownFactor*g.cooldown)
@@ -168,6 +174,7 @@ func (g *gate) report(now time.Time, failed bool) {
 			g.onTrip()
 		}
 	case g.state == BreakerClosed && g.streak >= g.failures:
+		changed = true
 		g.openFor = g.cooldown
 		g.openedAt = now
 		g.setState(BreakerOpen)
@@ -175,6 +182,7 @@ func (g *gate) report(now time.Time, failed bool) {
 			g.onTrip()
 		}
 	}
+	return changed
 }
 
 // setPaused pauses or resumes the target and reports whether that changed.

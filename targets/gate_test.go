@@ -21,6 +21,9 @@ func TestGateBreakerTransitions(t *testing.T) {
 		report *bool         // an attempt's result: true failed
 		allow  int           // want this many of 4 allowed (checked when report is nil)
 		state  string
+		// changed: the report says the loop must look again (a trip, a
+		// probe's end); checked when report is set.
+		changed bool
 	}
 	fail, ok := true, false
 	tests := []struct {
@@ -36,20 +39,21 @@ func TestGateBreakerTransitions(t *testing.T) {
 			{allow: 4, state: BreakerClosed},
 		}},
 		{name: "consecutive failures open it for the cool-down, then one probe", steps: []step{
-			{report: &fail}, {report: &fail}, {report: &fail, state: BreakerOpen},
+			{report: &fail}, {report: &fail}, {report: &fail, state: BreakerOpen, changed: true},
 			{at: 9 * time.Second, allow: 0, state: BreakerOpen},
 			{at: 10 * time.Second, allow: 1, state: BreakerHalfOpen},
 		}},
 		{name: "a good probe closes it", steps: []step{
-			{report: &fail}, {report: &fail}, {report: &fail},
+			{report: &fail}, {report: &fail}, {report: &fail, changed: true},
 			{at: 10 * time.Second, allow: 1, state: BreakerHalfOpen},
+			{at: 10 * time.Second, report: &ok, state: BreakerClosed, changed: true},
 			{at: 10 * time.Second, report: &ok, state: BreakerClosed},
 			{at: 10 * time.Second, allow: 4, state: BreakerClosed},
 		}},
 		{name: "a failed probe opens it again for twice as long", steps: []step{
-			{report: &fail}, {report: &fail}, {report: &fail},
+			{report: &fail}, {report: &fail}, {report: &fail, changed: true},
 			{at: 10 * time.Second, allow: 1, state: BreakerHalfOpen},
-			{at: 11 * time.Second, report: &fail, state: BreakerOpen},
+			{at: 11 * time.Second, report: &fail, state: BreakerOpen, changed: true},
 			{at: 30 * time.Second, allow: 0, state: BreakerOpen},
 			{at: 31 * time.Second, allow: 1, state: BreakerHalfOpen},
 		}},
@@ -60,7 +64,7 @@ func TestGateBreakerTransitions(t *testing.T) {
 			for i, s := range tc.steps {
 				now := t0.Add(s.at)
 				if s.report != nil {
-					g.report(now, *s.report)
+					require.Equal(t, s.changed, g.report(now, *s.report), "step %d: changed", i)
 				} else {
 					n, _ := g.allow(now, 4)
 					require.Equal(t, s.allow, n, "step %d: allowed", i)

@@ -91,6 +91,8 @@ type Store struct {
 	// writer group-commits Ingest and Record through stmts.
 	writer *writer
 	stmts  *stmts
+	// nextDue is NextDue's statement, on the read pool (see nextDueSQL).
+	nextDue *sql.Stmt
 	wake   *store.Signal
 	// leases are the deliveries in flight, in memory; lock makes this
 	// process the only one delivering from the file.
@@ -106,6 +108,9 @@ type Store struct {
 	schemaVersion int
 	// disk says whether writes fail for want of space (see diskState).
 	disk *diskState
+	// ckptDB is the checkpointer's connection; see checkpointer.
+	ckptDB *sql.DB
+	ckpt   *checkpointer
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -179,7 +184,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = r.Close()
 		return nil, err
 	}
-	s := &Store{log: opts.Logger, w: w, r: r, stmts: st, wake: store.NewSignal(),
+	nextDue, err := r.PrepareContext(ctx, nextDueSQL)
+	if err != nil {
+		st.close()
+		_ = w.Close()
+		_ = r.Close()
+		return nil, fmt.Errorf("prepare next-due query: %w", err)
+	}
+	s := &Store{log: opts.Logger, w: w, r: r, stmts: st, nextDue: nextDue, wake: store.NewSignal(),
 		leases: newLeaseTable(), lock: &claimLock{path: lockPath(opts.Path)},
 		outcomeSync: opts.OutcomeSync,
 		disk:        &diskState{log: opts.Logger, path: opts.Path, now: time.Now}}
@@ -187,20 +199,37 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.outcomeSync = DefaultOutcomeSync
 	}
 	if err := w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&s.schemaVersion); err != nil {
+		_ = nextDue.Close()
 		st.close()
 		_ = w.Close()
 		_ = r.Close()
 		return nil, fmt.Errorf("read schema version: %w", err)
 	}
-	s.writer = newWriter(s.commitWrites, s.flushIn, s.flush, opts.MaxBatch, DefaultMaxWriteBatch)
+	ckptDB, err := sql.Open("sqlite", dsn(opts.Path, opts.BusyTimeout, false))
+	if err != nil {
+		_ = nextDue.Close()
+		st.close()
+		_ = w.Close()
+		_ = r.Close()
+		return nil, fmt.Errorf("open sqlite checkpointer: %w", err)
+	}
+	ckptDB.SetMaxOpenConns(1)
+	ckptDB.SetMaxIdleConns(1)
+	ckptDB.SetConnMaxLifetime(0)
+	ckptDB.SetConnMaxIdleTime(0)
+	s.ckptDB = ckptDB
+	s.ckpt = newCheckpointer(ckptDB, opts.Logger, s.disk, checkpointEvery, walFramesLimit)
+	s.writer = newWriter(s.commitWrites, s.flushIn, s.flush, func() { s.ckpt.betweenBatches(s.w) },
+		opts.MaxBatch, DefaultMaxWriteBatch)
 	return s, nil
 }
 
 // dsn builds a modernc.org/sqlite DSN. Every connection gets the busy
 // timeout and foreign keys; the writer also turns on WAL, makes every commit
-// durable (synchronous=FULL: the webhook's 200 waits for the fsync) and
-// starts transactions with BEGIN IMMEDIATE, so a transaction that reads
-// before it writes cannot fail halfway on a lock upgrade.
+// durable (synchronous=FULL: the webhook's 200 waits for the fsync), leaves
+// checkpoints to the checkpointer (wal_autocheckpoint=0) and starts
+// transactions with BEGIN IMMEDIATE, so a transaction that reads before it
+// writes cannot fail halfway on a lock upgrade.
 func dsn(path string, busy time.Duration, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
@@ -210,6 +239,7 @@ func dsn(path string, busy time.Duration, readOnly bool) string {
 	} else {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(FULL)")
+		q.Add("_pragma", "wal_autocheckpoint(0)")
 		q.Set("_txlock", "immediate")
 	}
 	return path + "?" + q.Encode()
@@ -221,8 +251,13 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.writer.close()
+		s.ckpt.close()
 		s.stmts.close()
-		s.closeErr = errors.Join(s.w.Close(), s.r.Close(), s.lock.close())
+		_ = s.nextDue.Close()
+		// The checkpointer's connection closes first: the last connection
+		// to close (the writer's) checkpoints what is left and removes the
+		// WAL.
+		s.closeErr = errors.Join(s.ckptDB.Close(), s.r.Close(), s.w.Close(), s.lock.close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("close sqlite store: %w", s.closeErr)
 		}

@@ -58,6 +58,9 @@ type writer struct {
 	// make earlier commits durable; ok is false when nothing waits.
 	flushIn    func() (in time.Duration, ok bool)
 	flush      func()
+	// afterBatch, when set, runs after each batch was answered, before the
+	// next is taken.
+	afterBatch func()
 	maxIngests int
 	maxOps     int
 	queue      chan *writeOp
@@ -67,11 +70,12 @@ type writer struct {
 }
 
 func newWriter(commit func(ctx context.Context, ops []*writeOp, durable bool) []error,
-	flushIn func() (time.Duration, bool), flush func(), maxIngests, maxOps int) *writer {
+	flushIn func() (time.Duration, bool), flush, afterBatch func(), maxIngests, maxOps int) *writer {
 	w := &writer{
 		commit:     commit,
 		flushIn:    flushIn,
 		flush:      flush,
+		afterBatch: afterBatch,
 		maxIngests: maxIngests,
 		maxOps:     max(maxOps, maxIngests),
 		queue:      make(chan *writeOp, max(maxOps, maxIngests)),
@@ -192,6 +196,9 @@ func (w *writer) loop() {
 		claims, durable = splitClaims(live, claims[:0], durable[:0])
 		w.commitAndAnswer(claims, false)
 		w.commitAndAnswer(durable, true)
+		if w.afterBatch != nil {
+			w.afterBatch()
+		}
 	}
 }
 
@@ -444,6 +451,7 @@ func (s *Store) commitWrites(ctx context.Context, ops []*writeOp, durable bool) 
 		s.lastSync = started
 	}
 	s.unsynced.Store(!sync)
+	s.ckpt.committed()
 	now := ms(time.Now())
 	var done []int64
 	for i, op := range ops {
