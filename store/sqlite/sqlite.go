@@ -93,7 +93,7 @@ type Store struct {
 	stmts  *stmts
 	// nextDue is NextDue's statement, on the read pool (see nextDueSQL).
 	nextDue *sql.Stmt
-	wake   *store.Signal
+	wake    *store.Signal
 	// leases are the deliveries in flight, in memory; lock makes this
 	// process the only one delivering from the file.
 	leases *leaseTable

@@ -56,8 +56,8 @@ type writer struct {
 	commit func(ctx context.Context, ops []*writeOp, durable bool) []error
 	// flushIn says how long the committer may stay idle before flush must
 	// make earlier commits durable; ok is false when nothing waits.
-	flushIn    func() (in time.Duration, ok bool)
-	flush      func()
+	flushIn func() (in time.Duration, ok bool)
+	flush   func()
 	// afterBatch, when set, runs after each batch was answered, before the
 	// next is taken.
 	afterBatch func()
