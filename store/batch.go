@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/wamm-relay/wamm-relay/event"
 )
@@ -29,14 +30,22 @@ type CommitFunc[R any] func(ctx context.Context, batch []R) []error
 // commits: while one transaction is being written, the requests that arrive
 // queue up and go into the next transaction together, so durability costs
 // one fsync per batch rather than one per call. A lone request is committed
-// at once; there is no timer.
+// at once, unless the batcher lingers (NewLingeringBatcher).
 type Batcher[R any] struct {
 	commit   CommitFunc[R]
 	maxBatch int
-	queue    chan *pending[R]
-	wg       sync.WaitGroup
-	closeMu  sync.RWMutex
-	closed   bool
+	// linger is how long a batch that is not full waits for more requests
+	// (up to lingerMax of them); zero commits what is there at once.
+	linger    time.Duration
+	lingerMax int
+	queue     chan *pending[R]
+	// collectMu lets one committer at a time take requests off the queue,
+	// so that requests arriving together are not split among committers
+	// that each commit a few.
+	collectMu sync.Mutex
+	wg        sync.WaitGroup
+	closeMu   sync.RWMutex
+	closed    bool
 }
 
 type pending[R any] struct {
@@ -49,6 +58,15 @@ type pending[R any] struct {
 // up to maxBatch queued requests per transaction. Use one committer for a
 // single-writer database such as SQLite.
 func NewBatcher[R any](commit CommitFunc[R], maxBatch, committers int) *Batcher[R] {
+	return NewLingeringBatcher(commit, maxBatch, committers, 0, 0)
+}
+
+// NewLingeringBatcher is NewBatcher whose batches, when not full, wait up to
+// linger for more requests, up to lingerMax (capped at maxBatch). For calls
+// nobody waits on, such as delivery outcomes recorded after the worker was
+// freed: three outcomes of one webhook, which arrive within a millisecond of
+// each other, then cost one transaction and one WAL flush, not three.
+func NewLingeringBatcher[R any](commit CommitFunc[R], maxBatch, committers int, linger time.Duration, lingerMax int) *Batcher[R] {
 	if maxBatch < 1 {
 		maxBatch = 1
 	}
@@ -56,9 +74,11 @@ func NewBatcher[R any](commit CommitFunc[R], maxBatch, committers int) *Batcher[
 		committers = 1
 	}
 	b := &Batcher[R]{
-		commit:   commit,
-		maxBatch: maxBatch,
-		queue:    make(chan *pending[R], maxBatch*committers),
+		commit:    commit,
+		maxBatch:  maxBatch,
+		linger:    linger,
+		lingerMax: min(max(lingerMax, 1), maxBatch),
+		queue:     make(chan *pending[R], maxBatch*committers),
 	}
 	for i := 0; i < committers; i++ {
 		b.wg.Add(1)
@@ -109,19 +129,12 @@ func (b *Batcher[R]) loop() {
 	defer b.wg.Done()
 	batch := make([]*pending[R], 0, b.maxBatch)
 	reqs := make([]R, 0, b.maxBatch)
-	for first := range b.queue {
-		batch = append(batch[:0], first)
-	fill:
-		for len(batch) < b.maxBatch {
-			select {
-			case p, ok := <-b.queue:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, p)
-			default:
-				break fill
-			}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var ok bool
+		if batch, ok = b.collect(batch[:0], timer); !ok {
+			return
 		}
 		// Drop requests whose callers gave up before the commit started:
 		// they got an error already and WAMM will retry them.
@@ -153,4 +166,46 @@ func (b *Batcher[R]) loop() {
 			p.res <- err
 		}
 	}
+}
+
+// collect takes the next batch off the queue: what is queued, and with
+// linger what arrives meanwhile. ok is false once the queue is closed and
+// empty.
+func (b *Batcher[R]) collect(batch []*pending[R], timer *time.Timer) (_ []*pending[R], ok bool) {
+	b.collectMu.Lock()
+	defer b.collectMu.Unlock()
+	first, ok := <-b.queue
+	if !ok {
+		return batch, false
+	}
+	batch = append(batch, first)
+fill:
+	for len(batch) < b.maxBatch {
+		select {
+		case p, ok := <-b.queue:
+			if !ok {
+				return batch, true
+			}
+			batch = append(batch, p)
+		default:
+			break fill
+		}
+	}
+	if b.linger <= 0 || len(batch) >= b.lingerMax {
+		return batch, true
+	}
+	timer.Reset(b.linger)
+	defer timer.Stop()
+	for len(batch) < b.lingerMax {
+		select {
+		case p, ok := <-b.queue:
+			if !ok {
+				return batch, true
+			}
+			batch = append(batch, p)
+		case <-timer.C:
+			return batch, true
+		}
+	}
+	return batch, true
 }

@@ -119,3 +119,42 @@ func TestSignalWakesEveryWaiterOnce(t *testing.T) {
 	default:
 	}
 }
+
+// Requests that arrive within the linger share one commit; a full batch
+// does not wait.
+func TestLingeringBatcherGathersStragglers(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	commit := func(_ context.Context, batch []IngestRequest) []error {
+		mu.Lock()
+		sizes = append(sizes, len(batch))
+		mu.Unlock()
+		return make([]error, len(batch))
+	}
+	// A linger far longer than the test: only lingerMax ends the wait.
+	b := NewLingeringBatcher(commit, 64, 4, time.Hour, 3)
+	defer b.Close()
+
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() { require.NoError(t, b.Do(context.Background(), req(fmt.Sprint("k", i)))) })
+		// One at a time, as outcomes arrive: each finds the queue empty.
+		require.Eventually(t, func() bool { return len(b.queue) == 0 }, 5*time.Second, time.Millisecond)
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []int{3}, sizes, "three stragglers, one commit, though four committers wait")
+}
+
+func TestLingeringBatcherCommitsWhenTheLingerEnds(t *testing.T) {
+	commits := make(chan int, 4)
+	commit := func(_ context.Context, batch []IngestRequest) []error {
+		commits <- len(batch)
+		return make([]error, len(batch))
+	}
+	b := NewLingeringBatcher(commit, 64, 1, 5*time.Millisecond, 64)
+	defer b.Close()
+	require.NoError(t, b.Do(context.Background(), req("lone")))
+	require.Equal(t, 1, <-commits)
+}

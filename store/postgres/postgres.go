@@ -250,7 +250,7 @@ func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts
 	go s.runListener(lctx, first)
 
 	s.batcher = store.NewBatcher(s.commitBatch, opts.MaxBatch, opts.Committers)
-	s.recorder = store.NewBatcher(s.commitRecords, opts.MaxBatch, opts.Committers)
+	s.recorder = store.NewLingeringBatcher(s.commitRecords, opts.MaxBatch, opts.Committers, recordLinger, recordLingerMax)
 	return s, nil
 }
 

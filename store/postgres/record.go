@@ -68,6 +68,17 @@ var recordBatchLoggedSQL = strings.Replace(strings.Replace(recordBatchSQL, "\nUP
 )
 SELECT ord FROM applied`, 1)
 
+// A batch of outcomes waits up to recordLinger for more, up to
+// recordLingerMax: nobody waits on an outcome (the worker is free once the
+// target answered), while every transaction costs the server a WAL flush
+// and a statement. One webhook's three deliveries, answered within a
+// millisecond, used to commit three times. The SQLite writer lingers the
+// same way (lingerFor).
+const (
+	recordLinger    = 2 * time.Millisecond
+	recordLingerMax = 64
+)
+
 // maxBatchRetries is how many times a record batch that lost a deadlock (or
 // a serialization failure) is run again before its callers get the error.
 // Batches feed their rows in id order, so two of them can deadlock only when
