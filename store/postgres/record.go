@@ -35,10 +35,19 @@ type recordRequest struct {
 // delivery. When an id repeats in the batch, PostgreSQL updates the row once,
 // from one of the inputs, as if that call had come first and cleared the
 // lease before the others.
+//
+// The rows are found by primary key, one index probe per outcome: input is
+// MATERIALIZED and the status is compared with its pending column, not a
+// literal, so the planner cannot prove the claim index's predicate
+// (status = 'pending') and join against that whole partial index instead.
+// It did, whenever the index's row count from the last VACUUM was small:
+// under a growing queue each batch then read every pending delivery (on a
+// saturation run, 172 µs of server time per outcome instead of about 20).
 const recordBatchSQL = `
-WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-                         $6::text[], $7::timestamptz[], $8::integer[], $9::timestamptz[])
+WITH input AS MATERIALIZED (
+    SELECT *, 'pending'::text AS pending
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+                $6::text[], $7::timestamptz[], $8::integer[], $9::timestamptz[])
         WITH ORDINALITY AS i (id, owner, status, next_at, delivered_at, last_error, last_error_at, status_code, at, ord)
 )
 UPDATE deliveries d SET
@@ -53,7 +62,7 @@ UPDATE deliveries d SET
     lease_until = NULL,
     updated_at = i.at
 FROM input i
-WHERE d.id = i.id AND d.status = 'pending' AND d.lease_owner = i.owner AND d.lease_until > i.at
+WHERE d.id = i.id AND d.status = i.pending AND d.lease_owner = i.owner AND d.lease_until > i.at
 RETURNING i.ord`
 
 // recordBatchLoggedSQL is recordBatchSQL that also logs the failed
