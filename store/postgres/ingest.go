@@ -105,7 +105,8 @@ UNION ALL
 SELECT ins.key, dl.id, dl.target FROM dl JOIN ins ON ins.id = dl.event_id WHERE dl.leased`
 
 // commitBatch is the Batcher's CommitFunc: one transaction for the batch,
-// with a NOTIFY to the other instances when it left a delivery for claims.
+// followed by a NOTIFY to the other instances when it left a delivery for
+// claims (notify.go).
 // It fills each handoff request's Leased, or releases those leases when the
 // caller gave up meanwhile.
 func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
@@ -219,16 +220,10 @@ func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
 			return err
 		}
 		// The 200 promises durability whatever the server's default: force a
-		// synchronous commit for this transaction. The notification reaches
-		// listeners only when it commits, and only a delivery left for the
-		// claimers is worth waking them for.
-		q := "SELECT set_config('synchronous_commit', 'on', true)"
-		args := []any{}
-		if notify {
-			q += ", pg_notify($1, '')"
-			args = append(args, s.channel)
-		}
-		_, err = tx.Exec(ctx, q, args...)
+		// synchronous commit for this transaction. Only a delivery left for
+		// the claimers is worth waking the other instances for; they hear
+		// of it after the commit (notify.go).
+		_, err = tx.Exec(ctx, "SELECT set_config('synchronous_commit', 'on', true)")
 		return err
 	})
 	if err != nil {
@@ -275,6 +270,7 @@ func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
 	}
 	if notify {
 		s.wakeAll()
+		s.notifyOthers()
 	}
 	return results
 }

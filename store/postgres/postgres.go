@@ -150,6 +150,8 @@ type Store struct {
 	background     context.Context
 	stopBackground context.CancelFunc
 	wg             sync.WaitGroup
+	// notifyPoke queues one NOTIFY for the notifier (see notify.go).
+	notifyPoke chan struct{}
 	// sinceVacuum counts outcomes since the last VACUUM ended; vacuuming
 	// is set while one runs; vacuums counts those that ran without error.
 	// cannotVacuum is set once the role or server turned out unable to, and
@@ -233,6 +235,8 @@ func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts
 		signal:  store.NewSignal(),
 		leaders: make(map[string]*leaderLock),
 
+		notifyPoke: make(chan struct{}, 1),
+
 		listenCheck:  listenCheckInterval,
 		sessionCheck: sessionCheckTimeout,
 	}
@@ -246,8 +250,9 @@ func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts
 	lctx, cancel := context.WithCancel(context.Background())
 	s.stopListen = cancel
 	s.background, s.stopBackground = context.WithCancel(context.Background())
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.runListener(lctx, first)
+	go s.runNotifier(s.background)
 
 	s.batcher = store.NewBatcher(s.commitBatch, opts.MaxBatch, opts.Committers)
 	s.recorder = store.NewLingeringBatcher(s.commitRecords, opts.MaxBatch, opts.Committers, recordLinger, recordLingerMax)
