@@ -60,12 +60,17 @@ timeout = "10s"
 max_attempts = %d
 backoff_initial = %s
 backoff_max = %s
+# the baseline retries a sink at most backoff_max apart, with no breaker:
+# the relay's breaker waits no longer, so a sink that comes back is found
+# as soon (the default 30 s cooldown made the smoke wait 30 s)
+breaker_cooldown = %s
 
 [log]
 level = %s
 format = "json"
 `, strconv.Quote(c.Listen), strconv.Quote(c.Driver), strconv.Quote(c.DSN), c.Workers, c.MaxAttempts,
-		strconv.Quote(c.BackoffInitial.String()), strconv.Quote(c.BackoffMax.String()), strconv.Quote(c.LogLevel))
+		strconv.Quote(c.BackoffInitial.String()), strconv.Quote(c.BackoffMax.String()), strconv.Quote(c.BackoffMax.String()),
+		strconv.Quote(c.LogLevel))
 	for i, u := range c.Sinks {
 		fmt.Fprintf(&b, "\n[[targets]]\nname = \"sink-%d\"\nurl = %s\nevents = []\n", i+1, strconv.Quote(u))
 	}
