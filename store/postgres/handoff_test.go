@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wamm-relay/wamm-relay/event"
 	"github.com/wamm-relay/wamm-relay/store"
 )
 
@@ -48,4 +49,32 @@ func TestAbandonedHandoffIsLeftToClaims(t *testing.T) {
 		return true
 	}, 10*time.Second, 10*time.Millisecond, "the delivery should be claimable long before its hour-long lease ends")
 	require.Len(t, got, 1)
+}
+
+// After an ingest batch fails, the handoff leases it may have committed are
+// given back: exactly those (owner and end), not a lease taken otherwise.
+func TestUncertainHandoffLeasesAreReleased(t *testing.T) {
+	schema := newSchema(t)
+	s := openOnSchema(t, schema, "wamm_relay_test_uncertain")
+	ctx := context.Background()
+	until := time.Now().Add(time.Hour)
+	lease := store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: until}
+	_, err := s.IngestHandoff(ctx, rawEvent("raw:uncertain"), []string{"a"}, lease)
+	require.NoError(t, err)
+	// Same owner, another end: a lease the failed batch cannot have written.
+	other := store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: until.Add(time.Second)}
+	_, err = s.IngestHandoff(ctx, rawEvent("raw:kept"), []string{"a"}, other)
+	require.NoError(t, err)
+
+	wake := s.Wake()
+	batch := []*store.IngestRequest{
+		{Event: rawEvent("raw:uncertain"), Targets: []string{"a"}, Handoff: &lease},
+		{Event: rawEvent("raw:kept"), Targets: []string{"a"}, Handoff: &lease},
+	}
+	s.releaseUncertain(batch, []int{0, 1})
+	requireWoken(t, wake, "the released leases")
+	ds, err := s.Claim(ctx, store.ClaimRequest{Target: "a", Owner: "other", Limit: 10, Lease: time.Minute, Now: time.Now()})
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, event.Key("raw:uncertain"), ds[0].EventKey)
 }

@@ -231,6 +231,7 @@ func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
 		for _, i := range order {
 			results[i] = err
 		}
+		s.releaseUncertain(batch, order)
 		return results
 	}
 	for j, i := range order {
