@@ -96,7 +96,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.StringVar(&o.scenario, "scenario", "saturation", "smoke, saturation, steady, sequential, backlog or all")
 	fs.StringVar(&o.relayBin, "relay-bin", "", "relay binary to run; empty builds ./cmd/wamm-relay into the work dir")
-	fs.StringVar(&o.systems, "systems", "baseline,relay", "which systems to run, in order: baseline, relay, both (= baseline,relay), stack (the relay without its store: stack.go) or its variants stack-nethttp, stack-journal, stack-nethttp-journal")
+	fs.StringVar(&o.systems, "systems", "baseline,relay", "which systems to run, in order: baseline, relay, both (= baseline,relay), stack (the relay without its store: stack.go) or its variants stack-nethttp, stack-journal, stack-nethttp-journal, stack-journal-pipelined, stack-nethttp-journal-pipelined")
 	fs.IntVar(&o.sinks, "sinks", 3, "number of sink targets")
 	fs.IntVar(&o.conns, "conns", 64, "concurrent generator connections")
 	fs.DurationVar(&o.duration, "duration", 0, "load duration (saturation default 15s, steady default 30s, sequential default 20s)")

@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,7 +36,9 @@ import (
 //
 // With -journal, Ingest first appends the event to a file and waits for
 // its fsync, group-committed like the relay's ingests: the "append-only log"
-// design, with no tables and no durable dedup.
+// design, with no tables and no durable dedup. With -journal-pipelined the
+// journal is preallocated and synced with fdatasync (so a sync writes no
+// metadata), and a batch is written while the previous one syncs.
 //
 // What it measures: the ceiling of any store. The relay cannot beat this
 // system, so its ratio to the baseline bounds what a faster store could
@@ -48,6 +51,7 @@ func stackMain(args []string) error {
 	lruSize := fs.Int("lru-size", 100000, "dedup LRU size (the relay's default)")
 	clientKind := fs.String("client", "resty", "what POSTs to the sinks: resty (as the relay) or net/http (as the baseline)")
 	journalPath := fs.String("journal", "", "append every event to this file, fsynced before the answer")
+	pipelined := fs.Bool("journal-pipelined", false, "preallocate the journal, sync it with fdatasync, and write the next batch while the current one syncs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,7 +76,7 @@ func stackMain(args []string) error {
 
 	q := &memoryQueues{queues: make([]chan event.Event, len(urls))}
 	if *journalPath != "" {
-		j, err := openJournal(*journalPath)
+		j, err := openJournal(*journalPath, *pipelined)
 		if err != nil {
 			return err
 		}
@@ -210,7 +214,10 @@ func forwardEvents(ctx context.Context, post poster, q <-chan event.Event, backo
 
 // journal is an append-only file with group commit: one goroutine writes
 // every record queued while the previous fsync ran, in one write, then
-// fsyncs and answers them all.
+// fsyncs and answers them all. Pipelined, a second goroutine syncs: the
+// writer hands it each batch once written and goes on collecting and
+// writing the next, and one fdatasync answers every batch written before it
+// began.
 type journal struct {
 	f    *os.File
 	reqs chan journalReq
@@ -219,6 +226,12 @@ type journal struct {
 	// handlers may outlive the server's shutdown.
 	closeMu sync.RWMutex
 	closed  bool
+
+	pipelined bool
+	written   chan []chan error // pipelined: batches written, to be synced
+	synced    chan struct{}     // pipelined: closed when the syncer is done
+	// records, writes and syncs are printed at close: the batch sizes.
+	records, writes, syncs atomic.Int64
 }
 
 type journalReq struct {
@@ -226,12 +239,36 @@ type journalReq struct {
 	res chan error
 }
 
-func openJournal(path string) (*journal, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o600)
+// journalPrealloc is how much of a pipelined journal is written with zeros
+// and synced at open, so that later syncs need not record a new size.
+const journalPrealloc = 256 << 20
+
+func openJournal(path string, pipelined bool) (*journal, error) {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND | os.O_TRUNC
+	if pipelined {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	j := &journal{f: f, reqs: make(chan journalReq, 4096), done: make(chan struct{})}
+	j := &journal{f: f, reqs: make(chan journalReq, 4096), done: make(chan struct{}), pipelined: pipelined}
+	if pipelined {
+		zeros := make([]byte, 1<<20)
+		for off := int64(0); off < journalPrealloc; off += int64(len(zeros)) {
+			if _, err := f.WriteAt(zeros, off); err != nil {
+				_ = f.Close()
+				return nil, fmt.Errorf("preallocate journal: %w", err)
+			}
+		}
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("preallocate journal: %w", err)
+		}
+		j.written = make(chan []chan error, 1024)
+		j.synced = make(chan struct{})
+		go j.syncLoop()
+	}
 	go j.loop()
 	return j, nil
 }
@@ -267,8 +304,12 @@ func (j *journal) append(ctx context.Context, ev event.Event) error {
 
 func (j *journal) loop() {
 	defer close(j.done)
+	if j.pipelined {
+		defer close(j.written)
+	}
 	var buf []byte
 	var batch []chan error
+	var off int64
 	for req := range j.reqs {
 		buf, batch = append(buf[:0], req.rec...), append(batch[:0], req.res)
 	fill:
@@ -283,13 +324,53 @@ func (j *journal) loop() {
 				break fill
 			}
 		}
+		j.records.Add(int64(len(batch)))
+		j.writes.Add(1)
+		if j.pipelined {
+			if _, err := j.f.WriteAt(buf, off); err != nil {
+				answer(batch, err)
+				continue
+			}
+			off += int64(len(buf))
+			j.written <- append([]chan error(nil), batch...)
+			continue
+		}
 		_, err := j.f.Write(buf)
 		if err == nil {
+			j.syncs.Add(1)
 			err = j.f.Sync()
 		}
-		for _, res := range batch {
-			res <- err
+		answer(batch, err)
+	}
+}
+
+// syncLoop is the pipelined journal's syncer: one fdatasync for every
+// batch written before it began.
+func (j *journal) syncLoop() {
+	defer close(j.synced)
+	var waiting []chan error
+	for batch := range j.written {
+		waiting = append(waiting[:0], batch...)
+	more:
+		for {
+			select {
+			case b, ok := <-j.written:
+				if !ok {
+					break more
+				}
+				waiting = append(waiting, b...)
+			default:
+				break more
+			}
 		}
+		j.syncs.Add(1)
+		answer(waiting, syscall.Fdatasync(int(j.f.Fd())))
+	}
+}
+
+func answer(batch []chan error, err error) {
+	for _, res := range batch {
+		res <- err
 	}
 }
 
@@ -299,5 +380,11 @@ func (j *journal) close() {
 	close(j.reqs)
 	j.closeMu.Unlock()
 	<-j.done
+	if j.pipelined {
+		<-j.synced
+	}
+	records, writes, syncs := j.records.Load(), j.writes.Load(), j.syncs.Load()
+	fmt.Fprintf(os.Stderr, "journal: pipelined=%v, %d records, %d writes (%.1f records each), %d syncs (%.1f records each)\n",
+		j.pipelined, records, writes, float64(records)/float64(max(writes, 1)), syncs, float64(records)/float64(max(syncs, 1)))
 	_ = j.f.Close()
 }

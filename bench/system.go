@@ -23,7 +23,9 @@ const (
 	// queues instead of the store (stack.go): the ceiling of any store.
 	// Variants add "-nethttp" (post with net/http instead of resty) and
 	// "-journal" (fsync each event to an append-only file before the
-	// answer), in that order: stack-nethttp-journal.
+	// answer), in that order: stack-nethttp-journal; "-pipelined" after
+	// "-journal" preallocates the journal, syncs it with fdatasync and
+	// writes the next batch while one syncs.
 	sysStack = "stack"
 )
 
@@ -101,6 +103,9 @@ func startSystem(ctx context.Context, o *options, system, dir string, sinks []st
 		if strings.Contains(variant, "-journal") {
 			args = append(args, "-journal", filepath.Join(dir, "stack-"+run+".journal"))
 		}
+		if strings.Contains(variant, "-pipelined") {
+			args = append(args, "-journal-pipelined")
+		}
 		name := system + variant
 		p, err := startProc(ctx, name, self, args, nil, addr, "/healthz", filepath.Join(dir, name+"-"+run+".log"))
 		if err != nil {
@@ -156,7 +161,8 @@ func startSystem(ctx context.Context, o *options, system, dir string, sinks []st
 }
 
 // stackVariants are the systems stack.go can be.
-var stackVariants = []string{sysStack, sysStack + "-nethttp", sysStack + "-journal", sysStack + "-nethttp-journal"}
+var stackVariants = []string{sysStack, sysStack + "-nethttp", sysStack + "-journal", sysStack + "-nethttp-journal",
+	sysStack + "-journal-pipelined", sysStack + "-nethttp-journal-pipelined"}
 
 // splitVariant splits "stack-nethttp" into "stack" and "-nethttp".
 func splitVariant(system string) (base, variant string) {
