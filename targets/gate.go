@@ -122,15 +122,32 @@ func (g *gate) charge(now time.Time, n int) {
 }
 
 // tryOne is allow and charge for a single attempt, for the handoff path.
-func (g *gate) tryOne(now time.Time) bool {
+// probe says the attempt is the half-open breaker's probe: if it is then
+// not made, abandonProbe must give it back.
+func (g *gate) tryOne(now time.Time) (ok, probe bool) {
 	if g.unlimited() {
-		return true
+		return true, false
 	}
 	n, _ := g.allow(now, 1)
 	if n == 1 {
 		g.charge(now, 1)
+		g.mu.Lock()
+		probe = g.state == BreakerHalfOpen && g.probing
+		g.mu.Unlock()
 	}
-	return n == 1
+	return n == 1, probe
+}
+
+// abandonProbe gives back a probe that was taken and never made (its
+// handoff was cancelled: a duplicate, a failed ingest). Without it the
+// breaker would wait for the probe's result for good, and the target
+// deliver nothing until a restart.
+func (g *gate) abandonProbe() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state == BreakerHalfOpen {
+		g.probing = false
+	}
 }
 
 // unlimited reports, without locking, that nothing can hold the target

@@ -105,9 +105,11 @@ func TestGatePauseHoldsEverything(t *testing.T) {
 	n, retry := g.allow(now, 4)
 	require.Zero(t, n)
 	require.True(t, retry.IsZero(), "a pause ends by a resume, not at a time")
-	require.False(t, g.tryOne(now))
+	ok, _ := g.tryOne(now)
+	require.False(t, ok)
 	require.True(t, g.setPaused(false))
-	require.True(t, g.tryOne(now))
+	ok, _ = g.tryOne(now)
+	require.True(t, ok)
 }
 
 // stamps is a target that records when each request arrived.
@@ -318,4 +320,28 @@ func TestSyncPausesAppliesTheStoreSwitch(t *testing.T) {
 	require.Eventually(t, func() bool { return paused("bots") && !paused("crm") }, 5*time.Second, time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// A probe taken for a handoff that is then cancelled is given back:
+// otherwise the half-open breaker would wait for its result for good.
+func TestGateAbandonedProbeIsGivenBack(t *testing.T) {
+	g := newGate(Target{BreakerFailures: 1, BreakerCooldown: time.Second})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	require.True(t, g.report(now, true), "one failure trips it")
+	now = now.Add(time.Second)
+
+	ok, probe := g.tryOne(now)
+	require.True(t, ok)
+	require.True(t, probe, "the cool-down is over: this attempt is the probe")
+	n, _ := g.allow(now, 4)
+	require.Zero(t, n, "nothing else while the probe is out")
+
+	g.abandonProbe()
+	n, _ = g.allow(now, 4)
+	require.Equal(t, 1, n, "the probe can be taken again")
+
+	closed := newGate(Target{BreakerFailures: 3, BreakerCooldown: time.Second})
+	ok, probe = closed.tryOne(now)
+	require.True(t, ok)
+	require.False(t, probe, "a closed breaker takes no probe")
 }

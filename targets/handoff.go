@@ -15,7 +15,9 @@ import (
 type Reservation struct {
 	live  *runState
 	pools []*pool
-	lease store.HandoffLease
+	// probes[i]: the worker on pools[i] is its breaker's probe.
+	probes []bool
+	lease  store.HandoffLease
 }
 
 // Reserve takes a free worker on each of targets that is keeping up (its
@@ -39,17 +41,22 @@ func (d *Dispatcher) Reserve(targets []string) *Reservation {
 		default:
 			continue // every worker is busy
 		}
-		if !p.gate.unlimited() && !p.gate.tryOne(d.now()) {
-			// Paused, breaker open or out of tokens: the delivery stays
-			// pending for the loop, which the gate paces.
-			<-p.sem
-			continue
+		probe := false
+		if !p.gate.unlimited() {
+			var ok bool
+			if ok, probe = p.gate.tryOne(d.now()); !ok {
+				// Paused, breaker open or out of tokens: the delivery
+				// stays pending for the loop, which the gate paces.
+				<-p.sem
+				continue
+			}
 		}
 		if r == nil {
 			r = &Reservation{live: d.live, lease: store.HandoffLease{Owner: d.opts.Owner}}
 		}
 		d.live.attempts.Add(1)
 		r.pools = append(r.pools, p)
+		r.probes = append(r.probes, probe)
 		r.lease.Targets = append(r.lease.Targets, name)
 		// The lease covers the ingest's commit and the whole attempt, as a
 		// claim's does.
@@ -68,10 +75,10 @@ func (r *Reservation) Lease() store.HandoffLease { return r.lease }
 // reserved worker whose target has no delivery among ds, or whose lease has
 // too little time left for an attempt, is given back.
 func (r *Reservation) Start(ds []event.Delivery) {
-	for _, p := range r.pools {
+	for j, p := range r.pools {
 		i := slices.IndexFunc(ds, func(d event.Delivery) bool { return d.Target == p.target.Name })
 		if i < 0 {
-			r.free(p)
+			r.free(j)
 			continue
 		}
 		// The ingest's commit took so long that the lease would end
@@ -79,7 +86,7 @@ func (r *Reservation) Start(ds []event.Delivery) {
 		// the delivery meanwhile and send it too. Leave it to the claims
 		// once the lease ends.
 		if r.lease.Until.Sub(p.d.now()) < p.target.Timeout {
-			r.free(p)
+			r.free(j)
 			continue
 		}
 		dl := ds[i]
@@ -95,12 +102,19 @@ func (r *Reservation) Start(ds []event.Delivery) {
 // although its caller saw an error (the commit outlived the caller's
 // context) are the store's to give back to the claimers.
 func (r *Reservation) Cancel() {
-	for _, p := range r.pools {
-		r.free(p)
+	for j := range r.pools {
+		r.free(j)
 	}
 }
 
-func (r *Reservation) free(p *pool) {
+// free gives back the worker reserved on r.pools[j], and its breaker's
+// probe if it was one; the loop then looks again, as it may now probe.
+func (r *Reservation) free(j int) {
+	p := r.pools[j]
+	if r.probes[j] {
+		p.gate.abandonProbe()
+		p.nudge()
+	}
 	p.returnSlot()
 	r.live.attempts.Done()
 }
