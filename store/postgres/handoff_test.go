@@ -52,29 +52,49 @@ func TestAbandonedHandoffIsLeftToClaims(t *testing.T) {
 }
 
 // After an ingest batch fails, the handoff leases it may have committed are
-// given back: exactly those (owner and end), not a lease taken otherwise.
+// given back if its transaction did commit: exactly those (owner and end),
+// and none of a transaction that aborted.
 func TestUncertainHandoffLeasesAreReleased(t *testing.T) {
 	schema := newSchema(t)
 	s := openOnSchema(t, schema, "wamm_relay_test_uncertain")
 	ctx := context.Background()
 	until := time.Now().Add(time.Hour)
-	lease := store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: until}
-	_, err := s.IngestHandoff(ctx, rawEvent("raw:uncertain"), []string{"a"}, lease)
+	lease := func(d time.Duration) store.HandoffLease {
+		return store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: until.Add(d)}
+	}
+	for i, key := range []string{"raw:committed", "raw:other-lease", "raw:aborted"} {
+		_, err := s.IngestHandoff(ctx, rawEvent(key), []string{"a"}, lease(time.Duration(i)*time.Second))
+		require.NoError(t, err)
+	}
+	// Two transaction ids: one that committed, one that rolled back.
+	conn, err := pgx.Connect(ctx, pgURL(t))
 	require.NoError(t, err)
-	// Same owner, another end: a lease the failed batch cannot have written.
-	other := store.HandoffLease{Targets: []string{"a"}, Owner: "w", Until: until.Add(time.Second)}
-	_, err = s.IngestHandoff(ctx, rawEvent("raw:kept"), []string{"a"}, other)
+	defer conn.Close(ctx)
+	var committed, aborted int64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT txid_current()").Scan(&committed))
+	tx, err := conn.Begin(ctx)
 	require.NoError(t, err)
+	require.NoError(t, tx.QueryRow(ctx, "SELECT txid_current()").Scan(&aborted))
+	require.NoError(t, tx.Rollback(ctx))
 
 	wake := s.Wake()
-	batch := []*store.IngestRequest{
-		{Event: rawEvent("raw:uncertain"), Targets: []string{"a"}, Handoff: &lease},
-		{Event: rawEvent("raw:kept"), Targets: []string{"a"}, Handoff: &lease},
-	}
-	s.releaseUncertain(batch, []int{0, 1})
+	l0, l2 := lease(0), lease(2*time.Second)
+	s.noteUncertain(committed, []*store.IngestRequest{
+		{Event: rawEvent("raw:committed"), Targets: []string{"a"}, Handoff: &l0},
+		// Not the lease this delivery has: not the batch's own.
+		{Event: rawEvent("raw:other-lease"), Targets: []string{"a"}, Handoff: &l0},
+	}, []int{0, 1})
+	s.noteUncertain(aborted, []*store.IngestRequest{
+		{Event: rawEvent("raw:aborted"), Targets: []string{"a"}, Handoff: &l2},
+	}, []int{0})
 	requireWoken(t, wake, "the released leases")
+	require.Eventually(t, func() bool {
+		s.uncertainMu.Lock()
+		defer s.uncertainMu.Unlock()
+		return len(s.uncertain) == 0
+	}, 10*time.Second, 10*time.Millisecond, "both transactions are decided")
 	ds, err := s.Claim(ctx, store.ClaimRequest{Target: "a", Owner: "other", Limit: 10, Lease: time.Minute, Now: time.Now()})
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
-	require.Equal(t, event.Key("raw:uncertain"), ds[0].EventKey)
+	require.Equal(t, event.Key("raw:committed"), ds[0].EventKey)
 }

@@ -188,12 +188,14 @@ func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
 		inserted map[string]bool
 		leased   map[string]map[string]int64 // key -> target -> delivery id
 		notify   bool
+		// xid is the transaction's id, once known.
+		xid int64
 		// The leases of handoffs whose callers gave up during the commit.
 		abandonedIDs    []int64
 		abandonedOwners []string
 	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		inserted, leased, notify = make(map[string]bool, n), map[string]map[string]int64{}, false
+		inserted, leased, notify, xid = make(map[string]bool, n), map[string]map[string]int64{}, false, 0
 		rows, err := tx.Query(ctx, insertBatchSQL,
 			keys, kinds, sources, msgIDs, states, bodies, received, dKeys, dTargets, dOwners, dUntils, channels, chats)
 		if err != nil {
@@ -223,15 +225,17 @@ func (s *Store) commitBatch(ctx context.Context, ops []*ingestOp) []error {
 		// synchronous commit for this transaction. Only a delivery left for
 		// the claimers is worth waking the other instances for; they hear
 		// of it after the commit (notify.go).
-		_, err = tx.Exec(ctx, "SELECT set_config('synchronous_commit', 'on', true)")
-		return err
+		// The transaction id tells, if the commit's answer is lost,
+		// whether it committed (uncertain.go).
+		var ignored string
+		return tx.QueryRow(ctx, "SELECT set_config('synchronous_commit', 'on', true), txid_current()").Scan(&ignored, &xid)
 	})
 	if err != nil {
 		err = fmt.Errorf("commit ingest batch: %w", diskFull(err))
 		for _, i := range order {
 			results[i] = err
 		}
-		s.releaseUncertain(batch, order)
+		s.noteUncertain(xid, batch, order)
 		return results
 	}
 	for j, i := range order {

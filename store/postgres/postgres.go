@@ -152,6 +152,11 @@ type Store struct {
 	wg             sync.WaitGroup
 	// notifyPoke queues one NOTIFY for the notifier (see notify.go).
 	notifyPoke chan struct{}
+	// uncertain are the failed ingest batches whose handoff leases the
+	// releaser gives back if they committed after all (uncertain.go).
+	uncertainMu   sync.Mutex
+	uncertain     []uncertainBatch
+	uncertainPoke chan struct{}
 	// sinceVacuum counts outcomes since the last VACUUM ended; vacuuming
 	// is set while one runs; vacuums counts those that ran without error.
 	// cannotVacuum is set once the role or server turned out unable to, and
@@ -235,7 +240,8 @@ func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts
 		signal:  store.NewSignal(),
 		leaders: make(map[string]*leaderLock),
 
-		notifyPoke: make(chan struct{}, 1),
+		notifyPoke:    make(chan struct{}, 1),
+		uncertainPoke: make(chan struct{}, 1),
 
 		listenCheck:  listenCheckInterval,
 		sessionCheck: sessionCheckTimeout,
@@ -250,9 +256,10 @@ func open(ctx context.Context, pool *pgxpool.Pool, connCfg *pgx.ConnConfig, opts
 	lctx, cancel := context.WithCancel(context.Background())
 	s.stopListen = cancel
 	s.background, s.stopBackground = context.WithCancel(context.Background())
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.runListener(lctx, first)
 	go s.runNotifier(s.background)
+	go s.runReleaser(s.background)
 
 	s.batcher = store.NewBatcher(s.commitBatch, opts.MaxBatch, opts.Committers)
 	s.recorder = store.NewLingeringBatcher(s.commitRecords, opts.MaxBatch, opts.Committers, recordLinger, recordLingerMax)
