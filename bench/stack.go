@@ -364,7 +364,7 @@ func (j *journal) syncLoop() {
 			}
 		}
 		j.syncs.Add(1)
-		answer(waiting, syscall.Fdatasync(int(j.f.Fd())))
+		answer(waiting, fdatasync(j.f))
 	}
 }
 

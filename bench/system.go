@@ -63,8 +63,9 @@ max_attempts = %d
 backoff_initial = %s
 backoff_max = %s
 # the baseline retries a sink at most backoff_max apart, with no breaker:
-# the relay's breaker waits no longer, so a sink that comes back is found
-# as soon (the default 30 s cooldown made the smoke wait 30 s)
+# the relay's breaker first waits no longer (doubling while probes fail),
+# so a sink that comes back is found about as soon (the default 30 s
+# cooldown made the smoke wait 30 s)
 breaker_cooldown = %s
 
 [log]

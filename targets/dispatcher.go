@@ -440,10 +440,12 @@ acquire:
 			break acquire
 		}
 	}
+	// Reset first: a stale retry time would keep the loop in the gate's
+	// wait after the gate has let go.
+	p.gateRetryAt = time.Time{}
 	if slots == 0 {
 		return 0, false, nil
 	}
-	p.gateRetryAt = time.Time{}
 	if !p.gate.unlimited() {
 		allowed, retryAt, limited := p.gate.allowWhy(p.d.now(), slots)
 		if limited {

@@ -38,7 +38,7 @@ func (s *Store) runNotifier(ctx context.Context) {
 		case <-ctx.Done():
 			select {
 			case <-s.notifyPoke:
-				s.sendNotify(context.Background())
+				s.sendNotify(context.WithoutCancel(ctx))
 			default:
 			}
 			return
@@ -47,7 +47,9 @@ func (s *Store) runNotifier(ctx context.Context) {
 }
 
 func (s *Store) sendNotify(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+	// A send that has begun finishes (within notifyTimeout) even when
+	// Close cancels ctx meanwhile: it may be the last commit's.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	defer cancel()
 	if _, err := s.pool.Exec(ctx, "SELECT pg_notify($1, '')", s.channel); err != nil && ctx.Err() == nil {
 		s.log.WithError(err).Debug("wake notification not sent; the other instances find the work at their idle poll")

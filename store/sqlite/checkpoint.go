@@ -90,6 +90,9 @@ func (c *checkpointer) run(ctx context.Context) {
 		case <-timer.C:
 		}
 		frames, err := checkpoint(ctx, c.db)
+		if errors.Is(err, errCheckpointBusy) {
+			continue // the writer's own is running; the next commit pokes again
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -120,6 +123,10 @@ func (c *checkpointer) betweenBatches(w *sql.DB) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	if _, err := checkpoint(ctx, w); err != nil {
+		if errors.Is(err, errCheckpointBusy) {
+			c.inline.Store(true) // the checkpointer's was running: next batch
+			return
+		}
 		if err := c.disk.check(err); !errors.Is(err, store.ErrDiskFull) {
 			c.log.WithError(err).Warn("sqlite: writer checkpoint failed; the WAL keeps the commits")
 		}
@@ -141,5 +148,13 @@ func checkpoint(ctx context.Context, db *sql.DB) (walFrames int, err error) {
 	if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &copied); err != nil {
 		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
+	if busy != 0 {
+		// Another checkpoint (the other connection's) held the lock; SQLite
+		// reports -1 frames then.
+		return 0, errCheckpointBusy
+	}
 	return log, nil
 }
+
+// errCheckpointBusy: the other connection was checkpointing; nothing to do.
+var errCheckpointBusy = errors.New("checkpoint: another checkpoint is running")
