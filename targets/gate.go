@@ -106,10 +106,11 @@ func (g *gate) allowWhy(now time.Time, want int) (n int, retryAt time.Time, limi
 }
 
 // charge books n attempts that start now: rate-limit tokens (into debt
-// if a handoff raced the loop for the last ones) and, half-open, the probe.
-func (g *gate) charge(now time.Time, n int) {
+// if a handoff raced the loop for the last ones) and, half-open, the probe;
+// probe says it took the probe.
+func (g *gate) charge(now time.Time, n int) (probe bool) {
 	if n <= 0 {
-		return
+		return false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -118,7 +119,9 @@ func (g *gate) charge(now time.Time, n int) {
 	}
 	if g.state == BreakerHalfOpen {
 		g.probing = true
+		return true
 	}
+	return false
 }
 
 // tryOne is allow and charge for a single attempt, for the handoff path.
@@ -130,10 +133,7 @@ func (g *gate) tryOne(now time.Time) (ok, probe bool) {
 	}
 	n, _ := g.allow(now, 1)
 	if n == 1 {
-		g.charge(now, 1)
-		g.mu.Lock()
-		probe = g.state == BreakerHalfOpen && g.probing
-		g.mu.Unlock()
+		probe = g.charge(now, 1)
 	}
 	return n == 1, probe
 }

@@ -145,22 +145,27 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("create store file: %w", err)
 	}
 
-	w, err := sql.Open("sqlite", dsn(opts.Path, opts.BusyTimeout, false))
+	// undo closes, newest first, what Open has opened, when a later step
+	// fails.
+	var undo []func()
+	fail := func(err error) (*Store, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
+
+	w, err := openSingle(opts.Path, opts.BusyTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite writer: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
+	undo = append(undo, func() { _ = w.Close() })
 	if err := migrate(ctx, w, opts.Logger); err != nil {
-		_ = w.Close()
-		return nil, fmt.Errorf("migrate %s: %w", opts.Path, err)
+		return fail(fmt.Errorf("migrate %s: %w", opts.Path, err))
 	}
 	var mode string
 	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		_ = w.Close()
-		return nil, fmt.Errorf("read journal mode: %w", err)
+		return fail(fmt.Errorf("read journal mode: %w", err))
 	}
 	if !strings.EqualFold(mode, "wal") {
 		opts.Logger.WithField("journal_mode", mode).Warn("sqlite store is not in WAL mode; readers will wait for writers")
@@ -168,30 +173,25 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 
 	r, err := sql.Open("sqlite", dsn(opts.Path, opts.BusyTimeout, true))
 	if err != nil {
-		_ = w.Close()
-		return nil, fmt.Errorf("open sqlite readers: %w", err)
+		return fail(fmt.Errorf("open sqlite readers: %w", err))
 	}
+	undo = append(undo, func() { _ = r.Close() })
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
 	if err := r.PingContext(ctx); err != nil {
-		_ = w.Close()
-		_ = r.Close()
-		return nil, fmt.Errorf("open sqlite readers: %w", err)
+		return fail(fmt.Errorf("open sqlite readers: %w", err))
 	}
 
 	st, err := prepareStmts(ctx, w)
 	if err != nil {
-		_ = w.Close()
-		_ = r.Close()
-		return nil, err
+		return fail(err)
 	}
+	undo = append(undo, st.close)
 	nextDue, err := r.PrepareContext(ctx, nextDueSQL)
 	if err != nil {
-		st.close()
-		_ = w.Close()
-		_ = r.Close()
-		return nil, fmt.Errorf("prepare next-due query: %w", err)
+		return fail(fmt.Errorf("prepare next-due query: %w", err))
 	}
+	undo = append(undo, func() { _ = nextDue.Close() })
 	s := &Store{log: opts.Logger, w: w, r: r, stmts: st, nextDue: nextDue, wake: store.NewSignal(),
 		leases: newLeaseTable(), lock: &claimLock{path: lockPath(opts.Path)},
 		outcomeSync: opts.OutcomeSync,
@@ -200,29 +200,30 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.outcomeSync = DefaultOutcomeSync
 	}
 	if err := w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&s.schemaVersion); err != nil {
-		_ = nextDue.Close()
-		st.close()
-		_ = w.Close()
-		_ = r.Close()
-		return nil, fmt.Errorf("read schema version: %w", err)
+		return fail(fmt.Errorf("read schema version: %w", err))
 	}
-	ckptDB, err := sql.Open("sqlite", dsn(opts.Path, opts.BusyTimeout, false))
-	if err != nil {
-		_ = nextDue.Close()
-		st.close()
-		_ = w.Close()
-		_ = r.Close()
-		return nil, fmt.Errorf("open sqlite checkpointer: %w", err)
+	if s.ckptDB, err = openSingle(opts.Path, opts.BusyTimeout); err != nil {
+		return fail(fmt.Errorf("open sqlite checkpointer: %w", err))
 	}
-	ckptDB.SetMaxOpenConns(1)
-	ckptDB.SetMaxIdleConns(1)
-	ckptDB.SetConnMaxLifetime(0)
-	ckptDB.SetConnMaxIdleTime(0)
-	s.ckptDB = ckptDB
-	s.ckpt = newCheckpointer(ckptDB, opts.Logger, s.disk, checkpointEvery, walFramesLimit)
+	s.ckpt = newCheckpointer(s.ckptDB, opts.Logger, s.disk, checkpointEvery, walFramesLimit)
 	s.writer = newWriter(s.commitWrites, s.flushIn, s.flush, func() { s.ckpt.betweenBatches(s.w) },
 		opts.MaxBatch, DefaultMaxWriteBatch)
 	return s, nil
+}
+
+// openSingle opens path as a pool of exactly one writable connection, kept
+// for good: the writer's, whose transactions must run in order, and the
+// checkpointer's.
+func openSingle(path string, busy time.Duration) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", dsn(path, busy, false))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return db, nil
 }
 
 // useFdatasync makes SQLite sync with fdatasync(2) rather than fsync(2),
